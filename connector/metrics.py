@@ -1,0 +1,117 @@
+"""Every Prometheus metric the connector exports. Names are public API: dashboards and alerts
+depend on them, and the README's metrics table is generated from ``Metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from connector import __version__
+from connector.models import Outcome
+
+NAMESPACE = "inkit_connector"
+
+# Request round trips to Inkit: from a fast loopback to a slow render.
+HTTP_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Event timestamp to delivery: seconds for a live stream, hours for a backlog or a retry window.
+E2E_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
+
+RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error")
+COMMIT_RESULTS = ("success", "failure")
+REBALANCE_EVENTS = ("assigned", "revoked", "lost")
+
+
+class Metrics:
+    """The metric catalogue, built on an injected registry (tests pass a fresh one).
+
+    Label values come from closed sets (outcomes, reason codes, status codes, partitions): never a
+    user id, a message id or a trait value.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(name, doc, labels, namespace=NAMESPACE, registry=registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, doc, labels, namespace=NAMESPACE, registry=registry)
+
+        self.registry = registry
+        self.records_consumed = counter(
+            "records_consumed", "Records read from Kafka.", ("topic",)
+        )
+        self.records = counter(
+            "records",
+            "Records finished, by outcome (delivered, dead_lettered, skipped) and reason code.",
+            ("outcome", "reason"),
+        )
+        self.http_requests = counter(
+            "http_requests",
+            "HTTP requests to Inkit, by status code (or timeout / connection_error).",
+            ("code",),
+        )
+        self.http_request_duration = Histogram(
+            "http_request_duration_seconds",
+            "Duration of one HTTP request to Inkit, whatever its result.",
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=HTTP_BUCKETS_S,
+        )
+        self.retries = counter(
+            "retries",
+            "Requests scheduled for a retry, by reason (timeout, connection_error, rate_limited, "
+            "server_error).",
+            ("reason",),
+        )
+        self.rate_limited = counter(
+            "rate_limited", "Responses 429 from Inkit (each slows the whole client)."
+        )
+        self.in_flight = gauge("requests_in_flight", "HTTP requests to Inkit in flight now.")
+        self.buffered = gauge(
+            "buffered_records", "Records fetched from Kafka and not finished yet (in memory)."
+        )
+        self.paused_partitions = gauge("paused_partitions", "Assigned partitions paused now.")
+        self.assigned_partitions = gauge("assigned_partitions", "Partitions assigned now.")
+        self.offset_commits = counter(
+            "offset_commits", "Offset commits to Kafka, by result (success, failure).", ("result",)
+        )
+        self.committed_offset = gauge(
+            "committed_offset",
+            "Last offset committed by this process (the next offset to read).",
+            ("topic", "partition"),
+        )
+        self.consumer_lag = gauge(
+            "consumer_lag_records",
+            "Records between the committed offset and the end of the partition.",
+            ("topic", "partition"),
+        )
+        self.end_to_end_latency = Histogram(
+            "end_to_end_latency_seconds",
+            "Time from the event's timestamp (Kafka record time) to Inkit's 2xx.",
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=E2E_BUCKETS_S,
+        )
+        self.rebalances = counter(
+            "rebalances", "Rebalance events, by kind (assigned, revoked, lost).", ("event",)
+        )
+        self.auth_blocked = gauge(
+            "auth_blocked", "1 while Inkit refuses the API key (401/403) and delivery is paused."
+        )
+        self.ready = gauge("ready", "1 when /readyz answers ready.")
+        self.last_delivery = gauge(
+            "last_delivery_timestamp_seconds", "Unix time of the last successful delivery."
+        )
+        self.dead_letter_failures = counter(
+            "dead_letter_produce_failures",
+            "Dead-letter produces that failed (the record is retried, its offset not committed).",
+        )
+        self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
+        self.build_info.labels(__version__).set(1)
+
+        # Pre-create the label sets we know, so that rate() starts from 0 rather than absent.
+        for reason in RETRY_REASONS:
+            self.retries.labels(reason)
+        for result in COMMIT_RESULTS:
+            self.offset_commits.labels(result)
+        for event in REBALANCE_EVENTS:
+            self.rebalances.labels(event)
+        self.records.labels(Outcome.DELIVERED.value, "ok")

@@ -1,0 +1,366 @@
+"""Configuration from environment variables, validated once at start-up.
+
+Every setting the connector reads is declared in ``SETTINGS`` below (name, default, help). The
+README's configuration table is generated from it, and a test checks that the two agree.
+Modules never read ``os.environ``: ``app`` builds a ``Settings`` and passes it down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.errors import ConfigError
+from connector.models import InkitMode
+
+DEFAULT_WEBHOOK_URL = "https://internal.inkit.io/integrations/webhook"
+DEFAULT_RENDER_URL = "https://api.inkit.com/v1/render"
+VALUE_FORMATS = ("confluent-avro", "avro", "json")
+KAFKA_PASSTHROUGH_PREFIX = "KAFKA_CONFIG_"
+
+# librdkafka settings that would break "commit only after delivery", or that the connector owns.
+_FORBIDDEN_KAFKA_KEYS = {
+    "enable.auto.commit": "offsets are committed by the connector only after delivery",
+    "enable.auto.offset.store": "offsets are stored by the connector only after delivery",
+    "auto.commit.enable": "offsets are committed by the connector only after delivery",
+    "group.id": "use KAFKA_GROUP_ID",
+    "bootstrap.servers": "use KAFKA_BOOTSTRAP_SERVERS",
+    "enable.partition.eof": "the connector sets this itself",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SettingDoc:
+    """One environment variable: its name, default (as text) and what it does."""
+
+    name: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[SettingDoc, ...] = (
+    SettingDoc("KAFKA_BOOTSTRAP_SERVERS", "(required)", "Kafka brokers, `host:port[,host:port]`."),
+    SettingDoc("KAFKA_TOPIC", "(required)", "Topic of Segment Identify events to consume."),
+    SettingDoc("KAFKA_GROUP_ID", "inkit-connector", "Consumer group id."),
+    SettingDoc(
+        "KAFKA_DLQ_TOPIC",
+        "`<KAFKA_TOPIC>.dlq`",
+        "Dead-letter topic for records that can never succeed. Must exist (see `check`).",
+    ),
+    SettingDoc(
+        "KAFKA_VALUE_FORMAT",
+        "confluent-avro",
+        "`confluent-avro` (Schema Registry wire format), `avro` (bare Avro, bundled schema) or "
+        "`json` (Segment's JSON).",
+    ),
+    SettingDoc(
+        "KAFKA_CONFIG_<NAME>",
+        "",
+        "librdkafka passthrough for consumer and dead-letter producer: `KAFKA_CONFIG_SASL_MECHANISM="
+        "PLAIN` sets `sasl.mechanism`. Lower-cased, `_` becomes `.`. Offset-commit settings are "
+        "refused.",
+    ),
+    SettingDoc("SCHEMA_REGISTRY_URL", "", "Schema Registry base URL; required for `confluent-avro`."),
+    SettingDoc(
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "", "`user:password` for the Schema Registry (secret)."
+    ),
+    SettingDoc("INKIT_API_KEY", "(required)", "Inkit API key (secret). Not needed with `--dry-run`."),
+    SettingDoc("INKIT_MODE", "webhook", "`webhook` (Segment's destination) or `render` (v1 API)."),
+    SettingDoc(
+        "INKIT_API_URL",
+        "by mode",
+        f"Endpoint. Defaults: webhook `{DEFAULT_WEBHOOK_URL}`, render `{DEFAULT_RENDER_URL}`. "
+        "Must be https unless the host is loopback or `INKIT_ALLOW_INSECURE_HTTP=true`.",
+    ),
+    SettingDoc("INKIT_TEMPLATE_ID", "", "Template id used when an event has no `template_id` trait."),
+    SettingDoc(
+        "INKIT_DESTINATIONS", "", "render mode: JSON object sent as `destinations` on every render."
+    ),
+    SettingDoc(
+        "INKIT_REQUIRE_FULL_ADDRESS",
+        "false",
+        "Physical mail: dead-letter events without name, address line 1, city, state, ZIP and "
+        "country.",
+    ),
+    SettingDoc("INKIT_MAX_IN_FLIGHT", "64", "Most requests in flight at once, across partitions."),
+    SettingDoc("INKIT_RATE_LIMIT", "", "Most requests per second (token bucket); unset: no limit."),
+    SettingDoc("INKIT_TIMEOUT_SECONDS", "10", "Timeout of one HTTP request."),
+    SettingDoc(
+        "INKIT_RETRY_MAX_SECONDS",
+        "14400",
+        "How long a record is retried (5xx, 429, timeouts) before it is dead-lettered (Segment: 4 h).",
+    ),
+    SettingDoc(
+        "INKIT_ALLOW_INSECURE_HTTP", "false", "Allow an `http://` INKIT_API_URL on a non-loopback host."
+    ),
+    SettingDoc("INKIT_CA_BUNDLE", "", "PEM file of CAs to trust for Inkit (TLS is always verified)."),
+    SettingDoc("METRICS_PORT", "9464", "Port of `/metrics`, `/healthz` and `/readyz`."),
+    SettingDoc("METRICS_HOST", "0.0.0.0", "Address that port binds to."),
+    SettingDoc(
+        "DRAIN_TIMEOUT_SECONDS",
+        "20",
+        "On SIGTERM or revoke: how long in-flight requests may finish before the connector commits "
+        "and exits. Keep it below Kubernetes' `terminationGracePeriodSeconds`.",
+    ),
+    SettingDoc("COMMIT_INTERVAL_SECONDS", "1", "Least time between two throttled offset commits."),
+    SettingDoc(
+        "MAX_BUFFERED_RECORDS",
+        "`max(1000, 8 × INKIT_MAX_IN_FLIGHT)`",
+        "Records fetched but not yet sent; above it, partitions are paused (bounds memory).",
+    ),
+    SettingDoc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    SettingDoc("LOG_FORMAT", "text", "`text` or `json` (one JSON object per line)."),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The validated configuration. Build it with ``Settings.from_env``; it never changes."""
+
+    bootstrap_servers: str
+    topic: str
+    group_id: str = "inkit-connector"
+    dlq_topic: str = ""
+    value_format: str = "confluent-avro"
+    kafka_extra: Mapping[str, str] = field(default_factory=dict)
+    schema_registry_url: str | None = None
+    schema_registry_user_info: str | None = field(default=None, repr=False)
+    inkit_api_key: str | None = field(default=None, repr=False)
+    inkit_mode: InkitMode = InkitMode.WEBHOOK
+    inkit_api_url: str = DEFAULT_WEBHOOK_URL
+    inkit_template_id: str | None = None
+    inkit_destinations: Mapping[str, Any] | None = None
+    require_full_address: bool = False
+    max_in_flight: int = 64
+    rate_limit: float | None = None
+    timeout_s: float = 10.0
+    retry_max_s: float = 14400.0
+    ca_bundle: str | None = None
+    metrics_port: int = 9464
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - a container's metrics port must be reachable
+    drain_timeout_s: float = 20.0
+    commit_interval_s: float = 1.0
+    max_buffered_records: int = 1000
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        require_kafka: bool = True,
+        require_api_key: bool = True,
+    ) -> Settings:
+        """Read and validate every setting; raise ``ConfigError`` with one clear line."""
+        r = _Reader(env)
+        bootstrap = r.text("KAFKA_BOOTSTRAP_SERVERS", required=require_kafka) or ""
+        topic = r.text("KAFKA_TOPIC", required=require_kafka) or ""
+        value_format = r.choice("KAFKA_VALUE_FORMAT", VALUE_FORMATS, "confluent-avro")
+        registry = r.text("SCHEMA_REGISTRY_URL")
+        if value_format == "confluent-avro" and not registry:
+            raise ConfigError(
+                "KAFKA_VALUE_FORMAT=confluent-avro needs SCHEMA_REGISTRY_URL "
+                "(or set KAFKA_VALUE_FORMAT=avro or json)"
+            )
+        if registry:
+            _check_url("SCHEMA_REGISTRY_URL", registry, allow_http=True)
+        user_info = r.text("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO")
+        if user_info is not None and ":" not in user_info:
+            raise ConfigError("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO must look like user:password")
+
+        mode = InkitMode(r.choice("INKIT_MODE", tuple(m.value for m in InkitMode), "webhook"))
+        default_url = DEFAULT_WEBHOOK_URL if mode is InkitMode.WEBHOOK else DEFAULT_RENDER_URL
+        url = r.text("INKIT_API_URL") or default_url
+        _check_url("INKIT_API_URL", url, allow_http=r.flag("INKIT_ALLOW_INSECURE_HTTP", False))
+        api_key = r.text("INKIT_API_KEY", required=require_api_key)
+        destinations = None
+        raw_destinations = r.text("INKIT_DESTINATIONS")
+        if raw_destinations:
+            try:
+                destinations = json.loads(raw_destinations)
+            except ValueError:
+                destinations = None
+            if not isinstance(destinations, dict):
+                raise ConfigError("INKIT_DESTINATIONS must be a JSON object, e.g. {\"inkit_storage\": {}}")
+        max_in_flight = r.integer("INKIT_MAX_IN_FLIGHT", 64, low=1, high=4096)
+        timeout_s = r.number("INKIT_TIMEOUT_SECONDS", 10.0, low=0.1, high=600)
+        drain_s = r.number("DRAIN_TIMEOUT_SECONDS", 20.0, low=0.0, high=3600)
+        buffered_default = max(1000, 8 * max_in_flight)
+        settings = cls(
+            bootstrap_servers=bootstrap,
+            topic=topic,
+            group_id=r.text("KAFKA_GROUP_ID") or "inkit-connector",
+            dlq_topic=r.text("KAFKA_DLQ_TOPIC") or (f"{topic}.dlq" if topic else ""),
+            value_format=value_format,
+            kafka_extra=_kafka_passthrough(env),
+            schema_registry_url=registry,
+            schema_registry_user_info=user_info,
+            inkit_api_key=api_key,
+            inkit_mode=mode,
+            inkit_api_url=url,
+            inkit_template_id=r.text("INKIT_TEMPLATE_ID"),
+            inkit_destinations=destinations,
+            require_full_address=r.flag("INKIT_REQUIRE_FULL_ADDRESS", False),
+            max_in_flight=max_in_flight,
+            rate_limit=r.optional_number("INKIT_RATE_LIMIT", low=0.01, high=1_000_000),
+            timeout_s=timeout_s,
+            retry_max_s=r.number("INKIT_RETRY_MAX_SECONDS", 14400.0, low=0.0, high=30 * 86400),
+            ca_bundle=r.text("INKIT_CA_BUNDLE"),
+            metrics_port=r.integer("METRICS_PORT", 9464, low=0, high=65535),
+            metrics_host=r.text("METRICS_HOST") or "0.0.0.0",  # noqa: S104
+            drain_timeout_s=drain_s,
+            commit_interval_s=r.number("COMMIT_INTERVAL_SECONDS", 1.0, low=0.0, high=600),
+            max_buffered_records=r.integer(
+                "MAX_BUFFERED_RECORDS", buffered_default, low=1, high=10_000_000
+            ),
+            log_level=r.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True),
+            log_format=r.choice("LOG_FORMAT", ("text", "json"), "text"),
+        )
+        if settings.dlq_topic and settings.dlq_topic == settings.topic:
+            raise ConfigError("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC")
+        return settings
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration with every secret replaced, for logs and `check`."""
+        extra = {
+            k: ("[REDACTED]" if _is_secret_kafka_key(k) else v) for k, v in self.kafka_extra.items()
+        }
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "KAFKA_TOPIC": self.topic,
+            "KAFKA_GROUP_ID": self.group_id,
+            "KAFKA_DLQ_TOPIC": self.dlq_topic,
+            "KAFKA_VALUE_FORMAT": self.value_format,
+            "KAFKA_CONFIG": extra,
+            "SCHEMA_REGISTRY_URL": self.schema_registry_url,
+            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": _mask(self.schema_registry_user_info),
+            "INKIT_API_KEY": _mask(self.inkit_api_key),
+            "INKIT_MODE": self.inkit_mode.value,
+            "INKIT_API_URL": self.inkit_api_url,
+            "INKIT_TEMPLATE_ID": self.inkit_template_id,
+            "INKIT_DESTINATIONS": self.inkit_destinations,
+            "INKIT_REQUIRE_FULL_ADDRESS": self.require_full_address,
+            "INKIT_MAX_IN_FLIGHT": self.max_in_flight,
+            "INKIT_RATE_LIMIT": self.rate_limit,
+            "INKIT_TIMEOUT_SECONDS": self.timeout_s,
+            "INKIT_RETRY_MAX_SECONDS": self.retry_max_s,
+            "INKIT_CA_BUNDLE": self.ca_bundle,
+            "METRICS_PORT": self.metrics_port,
+            "METRICS_HOST": self.metrics_host,
+            "DRAIN_TIMEOUT_SECONDS": self.drain_timeout_s,
+            "COMMIT_INTERVAL_SECONDS": self.commit_interval_s,
+            "MAX_BUFFERED_RECORDS": self.max_buffered_records,
+            "LOG_LEVEL": self.log_level,
+            "LOG_FORMAT": self.log_format,
+        }
+
+    def librdkafka_common(self) -> dict[str, str]:
+        """Settings shared by the consumer and the dead-letter producer (passthrough included)."""
+        conf = {"bootstrap.servers": self.bootstrap_servers}
+        conf.update(self.kafka_extra)
+        return conf
+
+
+def _mask(value: str | None) -> str | None:
+    return None if value is None else "[REDACTED]"
+
+
+def _is_secret_kafka_key(key: str) -> bool:
+    return any(word in key for word in ("password", "secret", "key", "token", "jaas"))
+
+
+def _kafka_passthrough(env: Mapping[str, str]) -> dict[str, str]:
+    extra: dict[str, str] = {}
+    for name, value in env.items():
+        if not name.startswith(KAFKA_PASSTHROUGH_PREFIX) or name == KAFKA_PASSTHROUGH_PREFIX:
+            continue
+        key = name[len(KAFKA_PASSTHROUGH_PREFIX) :].lower().replace("_", ".")
+        if key in _FORBIDDEN_KAFKA_KEYS:
+            raise ConfigError(f"{name} cannot be set: {_FORBIDDEN_KAFKA_KEYS[key]}")
+        extra[key] = value
+    return extra
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(name: str, url: str, *, allow_http: bool) -> None:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL with a host, got {url!r}")
+    if parsed.scheme == "http" and not allow_http and not _is_loopback(parsed.hostname):
+        raise ConfigError(
+            f"{name} must use https (http is allowed only for a loopback host, "
+            "or with INKIT_ALLOW_INSECURE_HTTP=true)"
+        )
+
+
+class _Reader:
+    """Typed access to the environment with one-line errors that name the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, *, required: bool = False) -> str | None:
+        value = self._env.get(name, "").strip()
+        if not value:
+            if required:
+                raise ConfigError(f"{name} is required")
+            return None
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str, upper: bool = False) -> str:
+        value = self.text(name) or default
+        value = value.upper() if upper else value.lower()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.text(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false; got {value!r}")
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number; got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}; got {number}")
+        return number
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        value = self.optional_number(name, low=low, high=high)
+        return default if value is None else value
+
+    def optional_number(self, name: str, *, low: float, high: float) -> float | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number; got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name} must be between {low:g} and {high:g}; got {number:g}")
+        return number

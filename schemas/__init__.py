@@ -1,0 +1,1 @@
+"""Avro schemas of the connector, shipped inside the package as ``connector.schemas``."""
