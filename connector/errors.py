@@ -42,7 +42,7 @@ class ConfigError(ConnectorError):
 
 
 class RecordError(ConnectorError):
-    """The record can never succeed; it goes to the dead-letter topic and its offset is committed."""
+    """The record can never succeed: it is dead-lettered, then its offset is committed."""
 
     reason = "record_error"
     error_class = "record"

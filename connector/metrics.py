@@ -13,7 +13,22 @@ NAMESPACE = "inkit_connector"
 # Request round trips to Inkit: from a fast loopback to a slow render.
 HTTP_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Event timestamp to delivery: seconds for a live stream, hours for a backlog or a retry window.
-E2E_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
+E2E_BUCKETS_S = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    14400.0,
+)
 
 RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error")
 COMMIT_RESULTS = ("success", "failure")
@@ -35,9 +50,7 @@ class Metrics:
             return Gauge(name, doc, labels, namespace=NAMESPACE, registry=registry)
 
         self.registry = registry
-        self.records_consumed = counter(
-            "records_consumed", "Records read from Kafka.", ("topic",)
-        )
+        self.records_consumed = counter("records_consumed", "Records read from Kafka.", ("topic",))
         self.records = counter(
             "records",
             "Records finished, by outcome (delivered, dead_lettered, skipped) and reason code.",

@@ -64,11 +64,12 @@ class InkitRequest:
 
     def redacted(self) -> InkitRequest:
         headers = {
-            k: ("[REDACTED]" if k.lower() in _SECRET_HEADERS else v) for k, v in self.headers.items()
+            k: ("[REDACTED]" if k.lower() in _SECRET_HEADERS else v)
+            for k, v in self.headers.items()
         }
         body = dict(self.body)
         if "api_token" in body:
-            body["api_token"] = "[REDACTED]"
+            body["api_token"] = "[REDACTED]"  # noqa: S105 - the placeholder, not a secret
         return InkitRequest(self.url, headers, body, self.message_id)
 
 

@@ -60,15 +60,21 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "KAFKA_CONFIG_<NAME>",
         "",
-        "librdkafka passthrough for consumer and dead-letter producer: `KAFKA_CONFIG_SASL_MECHANISM="
-        "PLAIN` sets `sasl.mechanism`. Lower-cased, `_` becomes `.`. Offset-commit settings are "
-        "refused.",
+        "librdkafka passthrough for consumer and dead-letter producer: "
+        "`KAFKA_CONFIG_SASL_MECHANISM=PLAIN` sets `sasl.mechanism` (lower-cased, `_` becomes "
+        "`.`). Offset-commit settings are refused.",
     ),
-    SettingDoc("SCHEMA_REGISTRY_URL", "", "Schema Registry base URL; required for `confluent-avro`."),
     SettingDoc(
-        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "", "`user:password` for the Schema Registry (secret)."
+        "SCHEMA_REGISTRY_URL", "", "Schema Registry base URL; required for `confluent-avro`."
     ),
-    SettingDoc("INKIT_API_KEY", "(required)", "Inkit API key (secret). Not needed with `--dry-run`."),
+    SettingDoc(
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+        "",
+        "`user:password` for the Schema Registry (secret).",
+    ),
+    SettingDoc(
+        "INKIT_API_KEY", "(required)", "Inkit API key (secret). Not needed with `--dry-run`."
+    ),
     SettingDoc("INKIT_MODE", "webhook", "`webhook` (Segment's destination) or `render` (v1 API)."),
     SettingDoc(
         "INKIT_API_URL",
@@ -76,7 +82,9 @@ SETTINGS: tuple[SettingDoc, ...] = (
         f"Endpoint. Defaults: webhook `{DEFAULT_WEBHOOK_URL}`, render `{DEFAULT_RENDER_URL}`. "
         "Must be https unless the host is loopback or `INKIT_ALLOW_INSECURE_HTTP=true`.",
     ),
-    SettingDoc("INKIT_TEMPLATE_ID", "", "Template id used when an event has no `template_id` trait."),
+    SettingDoc(
+        "INKIT_TEMPLATE_ID", "", "Template id used when an event has no `template_id` trait."
+    ),
     SettingDoc(
         "INKIT_DESTINATIONS", "", "render mode: JSON object sent as `destinations` on every render."
     ),
@@ -92,14 +100,19 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "INKIT_RETRY_MAX_SECONDS",
         "14400",
-        "How long a record is retried (5xx, 429, timeouts) before it is dead-lettered (Segment: 4 h).",
+        "How long a record is retried (5xx, 429, timeouts) before it is dead-lettered "
+        "(Segment: 4 h).",
     ),
     SettingDoc(
-        "INKIT_ALLOW_INSECURE_HTTP", "false", "Allow an `http://` INKIT_API_URL on a non-loopback host."
+        "INKIT_ALLOW_INSECURE_HTTP",
+        "false",
+        "Allow an `http://` INKIT_API_URL on a non-loopback host.",
     ),
-    SettingDoc("INKIT_CA_BUNDLE", "", "PEM file of CAs to trust for Inkit (TLS is always verified)."),
+    SettingDoc(
+        "INKIT_CA_BUNDLE", "", "PEM file of CAs to trust for Inkit (TLS is always verified)."
+    ),
     SettingDoc("METRICS_PORT", "9464", "Port of `/metrics`, `/healthz` and `/readyz`."),
-    SettingDoc("METRICS_HOST", "0.0.0.0", "Address that port binds to."),
+    SettingDoc("METRICS_HOST", "0.0.0.0", "Address that port binds to."),  # noqa: S104
     SettingDoc(
         "DRAIN_TIMEOUT_SECONDS",
         "20",
@@ -186,7 +199,9 @@ class Settings:
             except ValueError:
                 destinations = None
             if not isinstance(destinations, dict):
-                raise ConfigError("INKIT_DESTINATIONS must be a JSON object, e.g. {\"inkit_storage\": {}}")
+                raise ConfigError(
+                    'INKIT_DESTINATIONS must be a JSON object, e.g. {"inkit_storage": {}}'
+                )
         max_in_flight = r.integer("INKIT_MAX_IN_FLIGHT", 64, low=1, high=4096)
         timeout_s = r.number("INKIT_TIMEOUT_SECONDS", 10.0, low=0.1, high=600)
         drain_s = r.number("DRAIN_TIMEOUT_SECONDS", 20.0, low=0.0, high=3600)
@@ -218,7 +233,9 @@ class Settings:
             max_buffered_records=r.integer(
                 "MAX_BUFFERED_RECORDS", buffered_default, low=1, high=10_000_000
             ),
-            log_level=r.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True),
+            log_level=r.choice(
+                "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
+            ),
             log_format=r.choice("LOG_FORMAT", ("text", "json"), "text"),
         )
         if settings.dlq_topic and settings.dlq_topic == settings.topic:

@@ -1,0 +1,165 @@
+"""Composition root of `inkit-connector run`: build every collaborator from Settings, install
+signal handlers, run the consume loop, and close everything in order."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from connector import __version__
+from connector.check import kafka_topics
+from connector.consumer import build_consumer, build_producer, describe
+from connector.decoding import build_decoder
+from connector.dlq import DeadLetterQueue
+from connector.errors import ConsumerError
+from connector.health import HealthServer
+from connector.inkit import InkitClient
+from connector.mapping import Mapper
+from connector.metrics import Metrics
+from connector.models import InkitRequest
+from connector.processor import Processor
+from connector.sender import Sender
+from connector.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# /healthz fails when the loop has not turned for this long (a wedged process gets restarted).
+# It must exceed the longest legitimate pause of the loop: a drain on revoke.
+WEDGED_AFTER_S = 60.0
+
+
+class DryRunClient:
+    """Stands in for InkitClient under --dry-run: logs what would be sent, sends nothing."""
+
+    async def send(self, request: InkitRequest) -> int:
+        redacted = request.redacted()
+        logger.info(
+            "dry run: would POST %s (message %s, template %s, fields %s)",
+            redacted.url,
+            request.message_id,
+            request.body.get("template_id"),
+            ",".join(sorted(k for k in request.body if k != "api_token")),
+        )
+        return 200
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    limits = httpx.Limits(
+        max_connections=settings.max_in_flight,
+        max_keepalive_connections=settings.max_in_flight,
+        keepalive_expiry=30.0,
+    )
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0)),
+        limits=limits,
+        verify=settings.ca_bundle or True,  # TLS verification is never switched off
+        follow_redirects=False,
+    )
+
+
+def run(settings: Settings, *, dry_run: bool = False) -> int:
+    """Run until SIGTERM/SIGINT; return the process exit code."""
+    registry = CollectorRegistry(auto_describe=True)
+    metrics = Metrics(registry)
+    logger.info(
+        "inkit-connector %s starting (dry run: %s); configuration: %s",
+        __version__,
+        dry_run,
+        settings.redacted(),
+    )
+    partitions = kafka_topics(settings)
+    logger.info("topic %s has %d partitions", settings.topic, partitions[settings.topic])
+    decoder = build_decoder(settings)
+    mapper = Mapper(settings)
+
+    processor_ref: list[Processor] = []
+
+    def on_kafka_error(err: Any) -> None:
+        if err.fatal() and processor_ref:
+            processor_ref[0].fail(ConsumerError(describe(err)))
+        logger.warning("Kafka: %s", describe(err))
+
+    consumer = build_consumer(settings, on_kafka_error)
+    producer = None if dry_run else build_producer(settings, on_kafka_error)
+    dlq = None if producer is None else DeadLetterQueue(producer, settings.dlq_topic, metrics)
+    http_clients: list[httpx.AsyncClient] = []
+
+    def client_factory() -> Any:
+        if dry_run:
+            return DryRunClient()
+        http = build_http_client(settings)
+        http_clients.append(http)
+        return InkitClient(http, metrics)
+
+    async def close_client() -> None:
+        for http in http_clients:
+            await http.aclose()
+
+    sender = Sender(
+        client_factory,
+        metrics,
+        retry_max_s=settings.retry_max_s,
+        rate_limit=settings.rate_limit,
+        close_client=close_client,
+    )
+    processor = Processor(
+        consumer=consumer,
+        decoder=decoder,
+        mapper=mapper,
+        sender=sender,
+        dlq=dlq,
+        metrics=metrics,
+        topic=settings.topic,
+        max_in_flight=settings.max_in_flight,
+        max_buffered=settings.max_buffered_records,
+        drain_timeout_s=settings.drain_timeout_s,
+        commit_interval_s=settings.commit_interval_s,
+        commit=not dry_run,
+    )
+    processor_ref.append(processor)
+
+    def alive() -> tuple[bool, str]:
+        age = time.monotonic() - processor.heartbeat
+        if age > WEDGED_AFTER_S:
+            return False, f"consume loop has not turned for {age:.0f}s"
+        return True, "ok"
+
+    def ready() -> tuple[bool, str]:
+        if processor.auth_blocked:
+            return False, "Inkit refuses the API key"
+        if not processor.running:
+            return False, "not running"
+        return True, "ok"
+
+    health = HealthServer(
+        registry, host=settings.metrics_host, port=settings.metrics_port, alive=alive, ready=ready
+    )
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s: draining and stopping", signal.Signals(signum).name)
+        processor.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    health.start()
+    logger.info("metrics, /healthz and /readyz on port %d", health.port)
+    sender.start()
+    metrics.ready.set(1)
+    try:
+        processor.subscribe()
+        processor.run()
+    finally:
+        metrics.ready.set(0)
+        consumer.close()  # leaves the group now, so the partitions move without a timeout
+        if producer is not None:
+            producer.flush(10)
+        sender.stop()
+        health.stop()
+        logger.info("inkit-connector stopped")
+    return 0

@@ -1,0 +1,118 @@
+"""Start-up checks shared by `run` (fail fast) and `check` (report every item)."""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+
+from connector.errors import ConsumerError
+from connector.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
+    """Partition count of every topic the connector needs; raises ConsumerError with a line
+    that says what to do when the brokers cannot be reached or a topic is missing."""
+    errors: list[str] = []
+
+    def on_error(err: Any) -> None:
+        if err.code() == KafkaError._AUTHENTICATION:
+            errors.append("Kafka authentication failed: check KAFKA_CONFIG_SASL_* settings")
+
+    conf: dict[str, Any] = dict(settings.librdkafka_common())
+    conf["error_cb"] = on_error
+    conf["logger"] = logging.getLogger("connector.librdkafka")
+    admin = AdminClient(conf)
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        if errors:
+            raise ConsumerError(errors[0]) from exc
+        raise ConsumerError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} ({exc.args[0].str()}): "
+            "check KAFKA_BOOTSTRAP_SERVERS and network access"
+        ) from exc
+    found: dict[str, int] = {}
+    for name in (settings.topic, settings.dlq_topic):
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None:
+            which = "KAFKA_TOPIC" if name == settings.topic else "KAFKA_DLQ_TOPIC"
+            raise ConsumerError(f"topic {name!r} does not exist: create it or fix {which}")
+        found[name] = len(topic.partitions)
+    return found
+
+
+def check_registry(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
+    if not settings.schema_registry_url:
+        return CheckResult(
+            "schema registry", True, "not used (KAFKA_VALUE_FORMAT is not confluent-avro)"
+        )
+    auth = None
+    if settings.schema_registry_user_info:
+        user, _, password = settings.schema_registry_user_info.partition(":")
+        auth = (user, password)
+    url = settings.schema_registry_url.rstrip("/") + "/subjects"
+    try:
+        response = httpx.get(url, auth=auth, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return CheckResult(
+            "schema registry",
+            False,
+            f"unreachable at {settings.schema_registry_url} ({type(exc).__name__})",
+        )
+    if response.status_code in (401, 403):
+        return CheckResult(
+            "schema registry",
+            False,
+            f"HTTP {response.status_code}: check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+        )
+    if response.status_code >= 400:
+        return CheckResult("schema registry", False, f"HTTP {response.status_code} from {url}")
+    return CheckResult("schema registry", True, f"reachable at {settings.schema_registry_url}")
+
+
+def check_inkit(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
+    """Inkit's host answers HTTP (any status): the network path and TLS work. Sends no data."""
+    parts = urllib.parse.urlsplit(settings.inkit_api_url)
+    base = f"{parts.scheme}://{parts.netloc}/"
+    verify: Any = settings.ca_bundle or True
+    try:
+        response = httpx.head(base, timeout=timeout_s, verify=verify)
+    except httpx.HTTPError as exc:
+        return CheckResult("inkit", False, f"{parts.netloc} unreachable ({type(exc).__name__})")
+    return CheckResult("inkit", True, f"{parts.netloc} answers (HTTP {response.status_code})")
+
+
+def run_checks(settings: Settings, emit: Callable[[CheckResult], None]) -> bool:
+    """Run every check, reporting each; True when all passed."""
+    results: list[CheckResult] = []
+    try:
+        topics = kafka_topics(settings)
+    except ConsumerError as exc:
+        results.append(CheckResult("kafka", False, exc.detail))
+    else:
+        results.append(CheckResult("kafka", True, f"reachable at {settings.bootstrap_servers}"))
+        results.append(
+            CheckResult("topic", True, f"{settings.topic} ({topics[settings.topic]} partitions)")
+        )
+        results.append(CheckResult("dead-letter topic", True, settings.dlq_topic))
+    results.append(check_registry(settings))
+    results.append(check_inkit(settings))
+    for result in results:
+        emit(result)
+    return all(r.ok for r in results)

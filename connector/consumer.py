@@ -1,0 +1,97 @@
+"""Kafka client construction: the consumer with the settings correctness depends on forced, and
+the dead-letter producer. librdkafka's own logs go through Python logging."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from connector.settings import Settings
+
+logger = logging.getLogger(__name__)
+rdkafka_logger = logging.getLogger("connector.librdkafka")
+
+# Bounded prefetch: librdkafka's default queue (64 MiB) would dwarf the connector's own buffer.
+DEFAULT_QUEUED_MAX_KBYTES = "16384"
+
+_SYSLOG_TO_LOGGING = {0: 50, 1: 50, 2: 50, 3: 40, 4: 30, 5: 20, 6: 20, 7: 10}
+
+
+def consumer_config(settings: Settings, error_cb: Callable[[Any], None]) -> dict[str, Any]:
+    """The consumer configuration. User passthrough comes first, then the settings that the
+    delivery guarantee depends on, which nothing can override."""
+    conf: dict[str, Any] = {
+        "partition.assignment.strategy": "cooperative-sticky",
+        "auto.offset.reset": "earliest",
+        "queued.max.messages.kbytes": DEFAULT_QUEUED_MAX_KBYTES,
+        "session.timeout.ms": "45000",
+        "statistics.interval.ms": "0",
+    }
+    conf.update(settings.librdkafka_common())
+    conf.update(
+        {
+            "group.id": settings.group_id,
+            # Offsets are committed explicitly, only over finished records (see offsets.py).
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": False,
+            "error_cb": error_cb,
+            "logger": rdkafka_logger,
+        }
+    )
+    return conf
+
+
+def producer_config(settings: Settings, error_cb: Callable[[Any], None]) -> dict[str, Any]:
+    """The dead-letter producer: idempotent and acks=all, so an ack means the copy is durable."""
+    conf: dict[str, Any] = {"linger.ms": "5"}
+    for key, value in settings.librdkafka_common().items():
+        if not key.startswith(
+            (
+                "partition.assignment",
+                "auto.offset",
+                "session.",
+                "queued.",
+                "fetch.",
+                "max.poll",
+                "isolation.",
+                "group.",
+                "heartbeat.",
+            )
+        ):
+            conf[key] = value
+    conf.update(
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "error_cb": error_cb,
+            "logger": rdkafka_logger,
+        }
+    )
+    return conf
+
+
+def build_consumer(settings: Settings, error_cb: Callable[[Any], None]) -> Any:
+    return Consumer(consumer_config(settings, error_cb))
+
+
+def build_producer(settings: Settings, error_cb: Callable[[Any], None]) -> Any:
+    return Producer(producer_config(settings, error_cb))
+
+
+def is_fatal(error: Any) -> bool:
+    """librdkafka errors after which the client cannot go on (fenced, fatal idempotence, ...)."""
+    return bool(error.fatal())
+
+
+def describe(error: Any) -> str:
+    """A short text for a KafkaError, without the payload."""
+    code = error.code()
+    if code == KafkaError._AUTHENTICATION:
+        return "Kafka authentication failed: check KAFKA_CONFIG_SASL_* settings"
+    if code == KafkaError._ALL_BROKERS_DOWN:
+        return "all Kafka brokers are down or unreachable: check KAFKA_BOOTSTRAP_SERVERS"
+    return f"{error.name()}: {error.str()}"

@@ -1,0 +1,514 @@
+"""Processor: the consume loop. poll -> decode -> map -> schedule per user -> send -> mark done ->
+commit the contiguous watermark; backpressure by pausing partitions; drain on revoke and stop."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from connector.dlq import DeadLetterQueue
+from connector.errors import ConsumerError, RecordError, RegistryUnavailable
+from connector.metrics import Metrics
+from connector.models import InkitRequest, Outcome, RecordRef, SegmentMessage, Skip
+from connector.offsets import OffsetTracker
+from connector.ordering import KeyedScheduler
+from connector.retry import Backoff
+from connector.sender import Job, Result, ResultKind, Sender
+
+logger = logging.getLogger(__name__)
+
+TPKey = tuple[str, int]
+POLL_BATCH = 500
+IDLE_POLL_S = 0.1
+BUSY_POLL_S = 0.005
+LAG_REFRESH_S = 2.0
+DLQ_RETRY_S = 1.0
+# Reasons of records that are skipped rather than dead-lettered: deliberate, not broken.
+SKIP_DECODE_REASONS = frozenset({"tombstone"})
+
+
+class Decoder(Protocol):
+    def decode(self, value: bytes | None) -> SegmentMessage: ...
+
+
+class Mapper(Protocol):
+    def map(self, event: SegmentMessage) -> InkitRequest | Skip: ...
+
+
+@dataclass
+class _Partition:
+    """What the loop knows of one assigned partition."""
+
+    topic: str
+    partition: int
+    generation: int
+    unfinished: int = 0  # records read and not finished (in memory, in flight, or in the DLQ)
+    flying: set[Job] = field(default_factory=set)  # dispatched, no result yet
+    stalled: deque[Any] = field(default_factory=deque)  # records waiting for the registry
+    stalled_until: float = 0.0
+    stall_attempts: int = 0
+    initial_committed: int | None = None
+
+
+class Processor:
+    """Owns the consumer and everything between a fetched record and its committed offset.
+
+    Contract: ``run`` blocks until ``request_stop`` (from a signal handler) or a fatal Kafka
+    error; it then stops fetching, lets buffered work finish within the drain deadline, commits
+    and returns. An offset is committed only when the record and every earlier one of its
+    partition finished: delivered (2xx), skipped by rule, or acked by the dead-letter topic.
+    """
+
+    def __init__(
+        self,
+        *,
+        consumer: Any,
+        decoder: Decoder,
+        mapper: Mapper,
+        sender: Sender,
+        dlq: DeadLetterQueue | None,
+        metrics: Metrics,
+        topic: str,
+        max_in_flight: int,
+        max_buffered: int,
+        drain_timeout_s: float,
+        commit_interval_s: float,
+        commit: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._consumer = consumer
+        self._decoder = decoder
+        self._mapper = mapper
+        self._sender = sender
+        self._dlq = dlq
+        self._metrics = metrics
+        self._topic = topic
+        self._max_in_flight = max_in_flight
+        self._max_buffered = max_buffered
+        self._drain_timeout_s = drain_timeout_s
+        self._commit_interval_s = commit_interval_s
+        self._commit_enabled = commit
+        self._clock = clock
+        self._tracker = OffsetTracker()
+        self._scheduler: KeyedScheduler[Job] = KeyedScheduler()
+        self._partitions: dict[TPKey, _Partition] = {}
+        self._paused: set[TPKey] = set()
+        self._committed: dict[TPKey, int] = {}
+        self._dlq_retry: deque[tuple[float, Any, RecordError, int]] = deque()
+        self._in_flight = 0
+        self._unfinished = 0
+        self._generation = 0
+        self._last_commit = 0.0
+        self._last_lag = 0.0
+        self._stopping = False
+        self._fatal: ConsumerError | None = None
+        self._backoff = Backoff(base_s=1.0, max_s=30.0)
+        self.heartbeat = clock()
+        self.running = False
+
+    # -- public ------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stopping = True
+
+    def fail(self, error: ConsumerError) -> None:
+        """Called from librdkafka's error callback for a fatal error: stop as soon as possible."""
+        self._fatal = error
+        self._stopping = True
+
+    @property
+    def auth_blocked(self) -> bool:
+        return self._sender.auth_blocked
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self._topic],
+            on_assign=self._guard(self._on_assign),
+            on_revoke=self._guard(self._on_revoke),
+            on_lost=self._guard(self._on_lost),
+        )
+
+    def run(self) -> None:
+        self.running = True
+        try:
+            while not self._stopping:
+                self._step()
+            self._drain(list(self._partitions), reason="shutdown")
+            self._commit(force=True)
+        finally:
+            self.running = False
+        if self._fatal is not None:
+            raise self._fatal
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _step(self) -> None:
+        self.heartbeat = self._clock()
+        self._handle_results(self._sender.drain_results())
+        self._retry_stalled()
+        self._retry_dead_letters()
+        self._dispatch()
+        self._flow_control()
+        busy = self._in_flight > 0 or self._unfinished > 0
+        records = self._consumer.consume(POLL_BATCH, BUSY_POLL_S if busy else IDLE_POLL_S)
+        for record in records:
+            error = record.error()
+            if error is not None:
+                self._on_record_error(error)
+                continue
+            self._ingest(record)
+        if self._dlq is not None:
+            self._dlq.poll(0)
+        self._dispatch()
+        self._commit()
+        self._refresh_lag()
+
+    def _ingest(self, record: Any) -> None:
+        key = (record.topic(), record.partition())
+        state = self._partitions.get(key)
+        if state is None:
+            return  # a record of a partition we no longer own: its new owner reads it
+        self._tracker.track(key[0], key[1], record.offset())
+        state.unfinished += 1
+        self._unfinished += 1
+        self._metrics.records_consumed.labels(key[0]).inc()
+        if state.stalled:
+            state.stalled.append(record)  # keep order behind the record waiting for the registry
+            return
+        self._process(record, state)
+
+    def _process(self, record: Any, state: _Partition) -> None:
+        try:
+            event = self._decoder.decode(record.value())
+            request = self._mapper.map(event)
+        except RegistryUnavailable:
+            state.stall_attempts += 1
+            state.stalled.appendleft(record)
+            state.stalled_until = self._clock() + self._backoff.delay(state.stall_attempts)
+            self._metrics.retries.labels("registry_unavailable").inc()
+            logger.warning(
+                "schema registry unavailable; partition %s[%s] waits and retries",
+                state.topic,
+                state.partition,
+            )
+            return
+        except RecordError as exc:
+            if exc.reason in SKIP_DECODE_REASONS:
+                self._finish(
+                    record.topic(), record.partition(), record.offset(), Outcome.SKIPPED, exc.reason
+                )
+            else:
+                self._dead_letter(record, exc)
+            return
+        if isinstance(request, Skip):
+            self._finish(
+                record.topic(), record.partition(), record.offset(), Outcome.SKIPPED, request.reason
+            )
+            return
+        user = record.key() or event.user_id or event.anonymous_id or ""
+        ts_type, ts_ms = record.timestamp()
+        job = Job(
+            ref=RecordRef(record.topic(), record.partition(), record.offset()),
+            order_key=(state.topic, state.partition, user),
+            request=request,
+            record=record,
+            timestamp_s=ts_ms / 1000.0 if ts_type and ts_ms > 0 else None,
+            generation=state.generation,
+        )
+        self._scheduler.add(job)
+
+    def _retry_stalled(self) -> None:
+        now = self._clock()
+        for state in self._partitions.values():
+            if not state.stalled or now < state.stalled_until:
+                continue
+            while state.stalled:
+                record = state.stalled.popleft()
+                before = len(state.stalled)
+                self._process(record, state)
+                if len(state.stalled) > before:
+                    break  # still unavailable: the record went back to the head
+            else:
+                state.stall_attempts = 0
+
+    def _dispatch(self) -> None:
+        room = self._max_in_flight - self._in_flight
+        if room <= 0 or not self._scheduler.has_ready() or self._sender.auth_blocked:
+            return
+        jobs = self._scheduler.take(room)
+        for job in jobs:
+            self._partitions[(job.ref.topic, job.ref.partition)].flying.add(job)
+        self._in_flight += len(jobs)
+        self._sender.submit(jobs)
+
+    def _handle_results(self, results: Iterable[Result]) -> None:
+        for result in results:
+            job = result.job
+            self._in_flight -= 1
+            key = (job.ref.topic, job.ref.partition)
+            state = self._partitions.get(key)
+            if state is None or state.generation != job.generation:
+                continue  # abandoned on revoke: its partition is someone else's now
+            state.flying.discard(job)
+            self._scheduler.done(job)
+            if result.kind is ResultKind.DELIVERED:
+                self._finish(
+                    job.ref.topic, job.ref.partition, job.ref.offset, Outcome.DELIVERED, "ok"
+                )
+                self._metrics.last_delivery.set(result.finished_at)
+                if job.timestamp_s is not None:
+                    latency = max(0.0, result.finished_at - job.timestamp_s)
+                    self._metrics.end_to_end_latency.observe(latency)
+            elif result.kind is ResultKind.FAILED and result.error is not None:
+                self._dead_letter(job.record, result.error)
+            # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
+
+    def _finish(
+        self, topic: str, partition: int, offset: int, outcome: Outcome, reason: str
+    ) -> None:
+        state = self._partitions.get((topic, partition))
+        if state is None:
+            return
+        self._tracker.mark_done(topic, partition, offset)
+        state.unfinished -= 1
+        self._unfinished -= 1
+        self._metrics.records.labels(outcome.value, reason).inc()
+
+    def _dead_letter(self, record: Any, error: RecordError, generation: int | None = None) -> None:
+        key = (record.topic(), record.partition())
+        state = self._partitions.get(key)
+        if state is None:
+            return
+        gen = state.generation if generation is None else generation
+        logger.error(
+            "dead-lettering %s[%s]@%s: %s (%s)",
+            record.topic(),
+            record.partition(),
+            record.offset(),
+            error.reason,
+            error.detail,
+        )
+        if self._dlq is None:  # dry run: nothing is written, nothing committed
+            return
+
+        def done(ok: bool) -> None:
+            current = self._partitions.get(key)
+            if current is None or current.generation != gen:
+                return
+            if ok:
+                self._finish(key[0], key[1], record.offset(), Outcome.DEAD_LETTERED, error.reason)
+            else:
+                self._dlq_retry.append((self._clock() + DLQ_RETRY_S, record, error, gen))
+
+        self._dlq.send(record, error, done)
+
+    def _retry_dead_letters(self) -> None:
+        now = self._clock()
+        for _ in range(len(self._dlq_retry)):
+            due, record, error, gen = self._dlq_retry[0]
+            if due > now:
+                break
+            self._dlq_retry.popleft()
+            self._dead_letter(record, error, gen)
+
+    # -- backpressure ------------------------------------------------------------------------
+    def _flow_control(self) -> None:
+        if not self._partitions:
+            return
+        if self._stopping or self._sender.auth_blocked:
+            wanted = set(self._partitions)
+        else:
+            per_partition = max(64, self._max_buffered // len(self._partitions))
+            full = self._unfinished >= self._max_buffered
+            wanted = {
+                key
+                for key, state in self._partitions.items()
+                if full or state.stalled or state.unfinished >= per_partition
+            }
+        to_pause = wanted - self._paused
+        to_resume = self._paused - wanted
+        if to_pause:
+            self._consumer.pause([TopicPartition(t, p) for t, p in to_pause])
+        if to_resume:
+            self._consumer.resume([TopicPartition(t, p) for t, p in to_resume])
+        self._paused = wanted
+        self._metrics.paused_partitions.set(len(wanted))
+        self._metrics.ready.set(0 if self._stopping or self._sender.auth_blocked else 1)
+        self._metrics.buffered.set(self._unfinished)
+
+    # -- commits and lag ---------------------------------------------------------------------
+    def _commit(self, force: bool = False, only: Iterable[TPKey] | None = None) -> None:
+        if not self._commit_enabled:
+            return
+        now = self._clock()
+        if not force and now - self._last_commit < self._commit_interval_s:
+            return
+        self._last_commit = now
+        keys = set(only) if only is not None else None
+        offsets = [
+            TopicPartition(topic, partition, next_offset)
+            for (topic, partition), next_offset in self._tracker.all_committable().items()
+            if (keys is None or (topic, partition) in keys)
+            and self._committed.get((topic, partition)) != next_offset
+        ]
+        if not offsets:
+            return
+        try:
+            result = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            self._metrics.offset_commits.labels("failure").inc()
+            logger.warning("offset commit failed (will retry): %s", exc.args[0])
+            return
+        for tp in result or offsets:
+            if tp.error is not None:
+                self._metrics.offset_commits.labels("failure").inc()
+                logger.warning(
+                    "offset commit failed for %s[%s]: %s", tp.topic, tp.partition, tp.error
+                )
+                continue
+            key = (tp.topic, tp.partition)
+            self._committed[key] = tp.offset
+            self._metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
+        self._metrics.offset_commits.labels("success").inc()
+
+    def _refresh_lag(self, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now - self._last_lag < LAG_REFRESH_S:
+            return
+        self._last_lag = now
+        for (topic, partition), state in self._partitions.items():
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high is None or high < 0:
+                continue
+            committed = self._committed.get((topic, partition), state.initial_committed)
+            base = committed if committed is not None else low
+            if base is None or base < 0:
+                continue
+            self._metrics.consumer_lag.labels(topic, str(partition)).set(max(0, high - base))
+
+    # -- rebalances ----------------------------------------------------------------------------
+    def _guard(
+        self, callback: Callable[[Any, list[Any]], None]
+    ) -> Callable[[Any, list[Any]], None]:
+        """librdkafka swallows exceptions raised in rebalance callbacks; log them and stop."""
+
+        def guarded(consumer: Any, partitions: list[Any]) -> None:
+            try:
+                callback(consumer, partitions)
+            except Exception as exc:
+                logger.exception("rebalance callback failed")
+                self.fail(ConsumerError(f"rebalance callback failed: {type(exc).__name__}"))
+
+        return guarded
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        if not partitions:
+            return
+        self._metrics.rebalances.labels("assigned").inc()
+        self._generation += 1
+        committed: dict[TPKey, int | None] = {}
+        try:
+            for tp in consumer.committed(partitions, timeout=10):
+                committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+        except KafkaException as exc:
+            logger.warning("could not read committed offsets at assignment: %s", exc.args[0])
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._partitions[key] = _Partition(
+                tp.topic, tp.partition, self._generation, initial_committed=committed.get(key)
+            )
+        self._metrics.assigned_partitions.set(len(self._partitions))
+        logger.info("partitions assigned: %s", _describe(partitions))
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        if not keys:
+            return
+        self._metrics.rebalances.labels("revoked").inc()
+        logger.info("partitions revoked: %s; draining", _describe(partitions))
+        self._drain(keys, reason="revoke")
+        self._commit(force=True, only=keys)
+        self._forget(keys)
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._metrics.rebalances.labels("lost").inc()
+        logger.warning("partitions lost: %s; abandoning their work", _describe(partitions))
+        self._forget(keys)  # they belong to someone else already: never commit them
+
+    def _drain(self, keys: list[TPKey], *, reason: str) -> None:
+        """Let the buffered work of ``keys`` finish (dispatching what waits, awaiting what flies,
+        flushing dead-letter copies) until done or the drain deadline passes."""
+        wanted = set(keys) & set(self._partitions)
+        if not wanted:
+            return
+        deadline = self._clock() + self._drain_timeout_s
+        started = self._clock()
+
+        def outstanding() -> int:
+            return sum(self._partitions[k].unfinished for k in wanted if k in self._partitions)
+
+        while outstanding() and self._clock() < deadline:
+            self.heartbeat = self._clock()
+            self._handle_results(self._sender.drain_results())
+            self._retry_stalled()
+            self._retry_dead_letters()
+            self._dispatch()
+            if self._dlq is not None:
+                self._dlq.poll(0)
+            self._sender.wakeup.wait(0.02)
+        left = outstanding()
+        logger.info(
+            "drain (%s) of %d partition(s) ended after %.1fs with %d record(s) unfinished",
+            reason,
+            len(wanted),
+            self._clock() - started,
+            left,
+        )
+
+    def _forget(self, keys: list[TPKey]) -> None:
+        gone = set(keys)
+
+        def in_gone(order_key: Hashable) -> bool:
+            return isinstance(order_key, tuple) and (order_key[0], order_key[1]) in gone
+
+        self._scheduler.remove_where(in_gone)
+        for key in gone:
+            state = self._partitions.pop(key, None)
+            if state is not None:
+                self._unfinished -= state.unfinished
+                # Still in flight after the drain deadline: abandon them. Inkit may still
+                # accept some; the partition's next owner re-sends them (a possible duplicate).
+                self._sender.cancel(list(state.flying))
+            self._committed.pop(key, None)
+            self._paused.discard(key)
+            for gauge in (self._metrics.consumer_lag, self._metrics.committed_offset):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(key[0], str(key[1]))
+        self._tracker.forget(gone)
+        self._dlq_retry = deque(
+            item for item in self._dlq_retry if (item[1].topic(), item[1].partition()) not in gone
+        )
+        self._metrics.assigned_partitions.set(len(self._partitions))
+
+    def _on_record_error(self, error: Any) -> None:
+        if error.fatal():
+            self.fail(ConsumerError(f"fatal Kafka error: {error.str()}"))
+            return
+        logger.warning("Kafka consumer error: %s", error.str())
+
+
+def _describe(partitions: list[Any]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions[:20]) + (
+        f" (+{len(partitions) - 20} more)" if len(partitions) > 20 else ""
+    )
