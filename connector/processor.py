@@ -28,6 +28,7 @@ TPKey = tuple[str, int]
 POLL_BATCH = 500
 IDLE_POLL_S = 0.1
 BUSY_POLL_S = 0.005
+IN_FLIGHT_POLL_S = 0.001
 LAG_REFRESH_S = 2.0
 DLQ_RETRY_S = 1.0
 # Reasons of records that are skipped rather than dead-lettered: deliberate, not broken.
@@ -154,8 +155,7 @@ class Processor:
         self._retry_dead_letters()
         self._dispatch()
         self._flow_control()
-        busy = self._in_flight > 0 or self._unfinished > 0
-        records = self._consumer.consume(POLL_BATCH, BUSY_POLL_S if busy else IDLE_POLL_S)
+        records = self._consumer.consume(POLL_BATCH, self._poll_timeout())
         for record in records:
             error = record.error()
             if error is not None:
@@ -167,6 +167,17 @@ class Processor:
         self._dispatch()
         self._commit()
         self._refresh_lag()
+
+    def _poll_timeout(self) -> float:
+        """How long consume() may block. A result waiting to be handled (which may release a
+        user's next event) must not wait behind a fetch, so the busier the loop, the shorter."""
+        if self._sender.wakeup.is_set():
+            return 0.0
+        if self._in_flight:
+            return IN_FLIGHT_POLL_S
+        if self._unfinished:
+            return BUSY_POLL_S
+        return IDLE_POLL_S
 
     def _ingest(self, record: Any) -> None:
         key = (record.topic(), record.partition())

@@ -139,7 +139,9 @@ class Settings:
     group_id: str = "inkit-connector"
     dlq_topic: str = ""
     value_format: str = "confluent-avro"
-    kafka_extra: Mapping[str, str] = field(default_factory=dict)
+    kafka_extra: Mapping[str, str] = field(
+        default_factory=dict, repr=False
+    )  # may hold SASL secrets
     schema_registry_url: str | None = None
     schema_registry_user_info: str | None = field(default=None, repr=False)
     inkit_api_key: str | None = field(default=None, repr=False)

@@ -1,0 +1,192 @@
+"""In-memory stand-ins for unit tests of our own logic (delivery is proven on the real broker)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from connector.errors import DecodeError, MappingError
+from connector.models import InkitRequest, SegmentMessage, Skip
+
+
+@dataclass
+class FakeMessage:
+    _topic: str
+    _partition: int
+    _offset: int
+    _key: bytes | None
+    _value: bytes | None
+    _timestamp_ms: int = 1_700_000_000_000
+    _headers: list[tuple[str, bytes]] | None = None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._timestamp_ms)
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
+
+    def error(self) -> None:
+        return None
+
+
+@dataclass
+class FakeConsumer:
+    """A single-member group: partitions are assigned at the first consume, revoked on demand."""
+
+    topic: str
+    partitions: int
+    log: dict[int, list[FakeMessage]] = field(default_factory=dict)
+    commits: list[list[TopicPartition]] = field(default_factory=list)
+    committed_offsets: dict[int, int] = field(default_factory=dict)
+    paused: set[int] = field(default_factory=set)
+    position: dict[int, int] = field(default_factory=dict)
+    assigned: set[int] = field(default_factory=set)
+    on_commit: Callable[[list[TopicPartition]], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _callbacks: dict[str, Any] = field(default_factory=dict)
+    _pending_revoke: list[int] = field(default_factory=list)
+
+    def append(self, partition: int, key: bytes | None, value: bytes | None) -> FakeMessage:
+        with self.lock:
+            records = self.log.setdefault(partition, [])
+            msg = FakeMessage(self.topic, partition, len(records), key, value)
+            records.append(msg)
+            return msg
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self._callbacks = callbacks
+
+    def revoke(self, partitions: list[int]) -> None:
+        with self.lock:
+            self._pending_revoke.extend(partitions)
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        if not self.assigned and not self._pending_revoke and self._callbacks:
+            self.assigned = set(range(self.partitions))
+            for p in self.assigned:
+                self.position[p] = self.committed_offsets.get(p, 0)
+            self._callbacks["on_assign"](
+                self, [TopicPartition(self.topic, p) for p in self.assigned]
+            )
+        if self._pending_revoke:
+            with self.lock:
+                revoked, self._pending_revoke = self._pending_revoke, []
+            self._callbacks["on_revoke"](self, [TopicPartition(self.topic, p) for p in revoked])
+            self.assigned -= set(revoked)
+        out: list[FakeMessage] = []
+        with self.lock:
+            for p in sorted(self.assigned - self.paused):
+                records = self.log.get(p, [])
+                while self.position[p] < len(records) and len(out) < num_messages:
+                    out.append(records[self.position[p]])
+                    self.position[p] += 1
+        if not out:
+            threading.Event().wait(timeout)
+        return out
+
+    def pause(self, tps: list[TopicPartition]) -> None:
+        self.paused |= {tp.partition for tp in tps}
+
+    def resume(self, tps: list[TopicPartition]) -> None:
+        self.paused -= {tp.partition for tp in tps}
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
+        assert not asynchronous
+        for tp in offsets:
+            assert tp.partition in self.assigned, "commit for a partition not owned"
+        if self.on_commit is not None:
+            self.on_commit(offsets)
+        self.commits.append(offsets)
+        for tp in offsets:
+            self.committed_offsets[tp.partition] = tp.offset
+        return offsets
+
+    def committed(self, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [
+            TopicPartition(tp.topic, tp.partition, self.committed_offsets.get(tp.partition, -1001))
+            for tp in tps
+        ]
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool) -> tuple[int, int]:
+        return 0, len(self.log.get(tp.partition, []))
+
+    def close(self) -> None:
+        pass
+
+
+class FakeProducer:
+    """Acks (or refuses) dead-letter copies on poll, like librdkafka's delivery callbacks."""
+
+    def __init__(self) -> None:
+        self.produced: list[dict[str, Any]] = []
+        self._callbacks: list[Callable[[], None]] = []
+        self.fail_next = 0
+
+    def produce(self, topic: str, key: Any, value: Any, headers: Any, on_delivery: Any) -> None:
+        fail = self.fail_next > 0
+        self.fail_next -= 1 if fail else 0
+        err = _FakeKafkaError() if fail else None
+        if not fail:
+            self.produced.append({"topic": topic, "key": key, "value": value, "headers": headers})
+        self._callbacks.append(lambda: on_delivery(err, None))
+
+    def poll(self, timeout: float) -> int:
+        callbacks, self._callbacks = self._callbacks, []
+        for cb in callbacks:
+            cb()
+        return len(callbacks)
+
+    def flush(self, timeout: float) -> int:
+        self.poll(0)
+        return 0
+
+
+class _FakeKafkaError:
+    def code(self) -> int:
+        return -1
+
+    def __str__(self) -> str:
+        return "broker down"
+
+
+class JsonDecoder:
+    def decode(self, value: bytes | None) -> SegmentMessage:
+        if not value:
+            raise DecodeError("empty", reason="empty_value")
+        data = json.loads(value)
+        return SegmentMessage(
+            type=data["type"], user_id=data.get("userId"), traits=data.get("traits", {})
+        )
+
+
+class SimpleMapper:
+    def __init__(self, url: str = "https://inkit.test/hook") -> None:
+        self.url = url
+
+    def map(self, event: SegmentMessage) -> InkitRequest | Skip:
+        if event.type != "identify":
+            return Skip("not_identify")
+        if "template_id" not in event.traits:
+            raise MappingError("no template", reason="missing_template_id")
+        body = {"api_token": "k", "user": event.user_id, **event.traits}
+        return InkitRequest(self.url, {"Content-Type": "application/json"}, body, None)

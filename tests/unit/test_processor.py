@@ -1,0 +1,292 @@
+"""The consume loop's rules, against an in-memory consumer and the real sender over an httpx
+MockTransport: per-user order under concurrency, commits never ahead of deliveries, dead letters,
+revoke drains, the auth circuit breaker. The real broker repeats the important ones."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from connector.dlq import DeadLetterQueue
+from connector.inkit import InkitClient
+from connector.metrics import Metrics
+from connector.processor import Processor
+from connector.retry import Backoff
+from connector.sender import Sender
+from tests.fakes import FakeConsumer, FakeProducer, JsonDecoder, SimpleMapper
+
+Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+def event(user: str, seq: int, **traits: object) -> bytes:
+    body = {
+        "type": "identify",
+        "userId": user,
+        "traits": {"template_id": "t", "seq": seq, **traits},
+    }
+    return json.dumps(body).encode()
+
+
+class Harness:
+    def __init__(self, consumer: FakeConsumer, handler: Handler, **kw: object) -> None:
+        self.metrics = Metrics(CollectorRegistry())
+        self.consumer = consumer
+        self.producer = FakeProducer()
+        self.http: httpx.AsyncClient | None = None
+
+        def factory() -> InkitClient:
+            self.http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+            return InkitClient(self.http, self.metrics)
+
+        self.sender = Sender(
+            factory,
+            self.metrics,
+            retry_max_s=float(kw.pop("retry_max_s", 60.0)),  # type: ignore[arg-type]
+            backoff=Backoff(base_s=0.01, max_s=0.05),
+            auth_probe_first_s=0.05,
+        )
+        self.processor = Processor(
+            consumer=consumer,
+            decoder=JsonDecoder(),
+            mapper=SimpleMapper(),
+            sender=self.sender,
+            dlq=DeadLetterQueue(self.producer, "t.dlq", self.metrics),
+            metrics=self.metrics,
+            topic=consumer.topic,
+            max_in_flight=int(kw.pop("max_in_flight", 16)),  # type: ignore[call-overload]
+            max_buffered=int(kw.pop("max_buffered", 1000)),  # type: ignore[call-overload]
+            drain_timeout_s=float(kw.pop("drain_timeout_s", 5.0)),  # type: ignore[arg-type]
+            commit_interval_s=0.0,
+        )
+
+    @contextmanager
+    def running(self) -> Iterator[Harness]:
+        self.sender.start()
+        self.processor.subscribe()
+        thread = threading.Thread(target=self.processor.run, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.processor.request_stop()
+            thread.join(10)
+            self.sender.stop()
+            assert not thread.is_alive()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def recording_handler(
+    delivered: list[dict[str, object]], *, latency_s: tuple[float, float] = (0.0, 0.005)
+) -> Handler:
+    rng = random.Random(7)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(rng.uniform(*latency_s))
+        delivered.append(json.loads(request.content))
+        return httpx.Response(202)
+
+    return handler
+
+
+def test_per_user_order_under_concurrency_and_nothing_lost() -> None:
+    consumer = FakeConsumer("t", partitions=3)
+    users = [f"u{i}" for i in range(20)]
+    rng = random.Random(1)
+    for seq in range(600):
+        user = rng.choice(users)
+        consumer.append(hash(user) % 3, user.encode(), event(user, seq))
+    delivered: list[dict[str, object]] = []
+    h = Harness(consumer, recording_handler(delivered, latency_s=(0.0, 0.01)), max_in_flight=16)
+    with h.running():
+        wait_for(lambda: sum(consumer.committed_offsets.values()) == 600)
+    assert len(delivered) == 600
+    by_user: dict[object, list[int]] = defaultdict(list)
+    for body in delivered:
+        by_user[body["user"]].append(int(body["seq"]))  # type: ignore[call-overload]
+    for seqs in by_user.values():
+        assert seqs == sorted(seqs)
+
+
+def test_one_partition_with_many_users_fills_the_in_flight_window() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    for seq in range(400):
+        consumer.append(0, f"u{seq}".encode(), event(f"u{seq}", seq))
+    in_flight = 0
+    peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return httpx.Response(202)
+
+    h = Harness(consumer, handler, max_in_flight=32)
+    with h.running():
+        wait_for(lambda: consumer.committed_offsets.get(0) == 400)
+    assert peak == 32
+
+
+def test_commits_never_pass_an_undelivered_record() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    for seq in range(200):
+        consumer.append(0, f"u{seq % 10}".encode(), event(f"u{seq % 10}", seq))
+    delivered: set[int] = set()
+    violations: list[str] = []
+
+    def check(offsets: list) -> None:  # type: ignore[type-arg]
+        for tp in offsets:
+            missing = [o for o in range(tp.offset) if o not in delivered]
+            if missing:
+                violations.append(f"committed {tp.offset} before {missing[:3]}")
+
+    consumer.on_commit = check
+    rng = random.Random(3)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(rng.uniform(0, 0.01))
+        if rng.random() < 0.2:
+            return httpx.Response(503)
+        delivered.add(int(json.loads(request.content)["seq"]))
+        return httpx.Response(202)
+
+    h = Harness(consumer, handler)
+    with h.running():
+        wait_for(lambda: consumer.committed_offsets.get(0) == 200)
+    assert violations == []
+    assert len(consumer.commits) > 1
+
+
+def test_bad_records_are_dead_lettered_and_good_ones_keep_flowing() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    consumer.append(0, b"u1", event("u1", 0))
+    consumer.append(0, b"u2", b"")  # empty value: undecodable
+    consumer.append(0, b"u3", json.dumps({"type": "identify", "userId": "u3"}).encode())
+    consumer.append(0, b"u4", event("u4", 3, reject=True))  # Inkit answers 422
+    consumer.append(0, b"u5", json.dumps({"type": "track", "userId": "u5"}).encode())
+    consumer.append(0, b"u6", event("u6", 5))
+    delivered: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body.get("reject"):
+            return httpx.Response(422, json={"error": "address_line_1: too long"})
+        delivered.append(body["seq"])
+        return httpx.Response(202)
+
+    h = Harness(consumer, handler)
+    h.producer.fail_next = 1  # the first dead-letter produce fails: retried, never skipped
+    with h.running():
+        wait_for(lambda: consumer.committed_offsets.get(0) == 6)
+    assert sorted(delivered) == [0, 5]
+    reasons = sorted(
+        dict((k, v.decode()) for k, v in p["headers"])["inkit.error.reason"]
+        for p in h.producer.produced
+    )
+    assert reasons == ["empty_value", "http_422", "missing_template_id"]
+    headers = dict(h.producer.produced[0]["headers"])
+    assert headers["inkit.original.topic"] == b"t"
+    assert headers["inkit.original.partition"] == b"0"
+    records = h.metrics.records
+    assert records.labels("skipped", "not_identify")._value.get() == 1
+    assert records.labels("dead_lettered", "http_422")._value.get() == 1
+    assert h.metrics.dead_letter_failures._value.get() == 1
+
+
+def test_retries_are_exhausted_into_the_dead_letter_topic() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    consumer.append(0, b"u1", event("u1", 0))
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    h = Harness(consumer, handler, retry_max_s=0.3)
+    with h.running():
+        wait_for(lambda: consumer.committed_offsets.get(0) == 1)
+    headers = dict(h.producer.produced[0]["headers"])
+    assert headers["inkit.error.reason"] == b"retry_exhausted"
+    assert headers["inkit.http.status"] == b"503"
+    assert h.metrics.retries.labels("server_error")._value.get() >= 2
+
+
+def test_revoke_drains_in_flight_work_and_commits_it_and_nothing_after() -> None:
+    consumer = FakeConsumer("t", partitions=2)
+    for seq in range(50):
+        consumer.append(seq % 2, f"u{seq}".encode(), event(f"u{seq}", seq))
+    release = threading.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        while not release.is_set():
+            await asyncio.sleep(0.005)
+        return httpx.Response(202)
+
+    h = Harness(consumer, handler, max_in_flight=8)
+    with h.running():
+        wait_for(lambda: h.metrics.in_flight._value.get() == 8)
+        consumer.revoke([1])
+        time.sleep(0.1)
+        release.set()
+        wait_for(lambda: consumer.committed_offsets.get(0) == 25)
+        assert consumer.committed_offsets.get(1) == 25  # drained fully during the revoke
+    commits_for_1 = [tp for batch in consumer.commits for tp in batch if tp.partition == 1]
+    assert commits_for_1[-1].offset == 25
+
+
+def test_auth_failure_pauses_everything_and_recovers_without_dead_letters() -> None:
+    consumer = FakeConsumer("t", partitions=2)
+    for seq in range(40):
+        consumer.append(seq % 2, f"u{seq}".encode(), event(f"u{seq}", seq))
+    key_ok = threading.Event()
+    delivered: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if not key_ok.is_set():
+            return httpx.Response(401)
+        delivered.append(json.loads(request.content)["seq"])
+        return httpx.Response(202)
+
+    h = Harness(consumer, handler)
+    with h.running():
+        wait_for(lambda: h.metrics.auth_blocked._value.get() == 1)
+        wait_for(lambda: consumer.paused == {0, 1})
+        assert h.metrics.ready._value.get() == 0
+        time.sleep(0.3)
+        assert h.producer.produced == []
+        key_ok.set()
+        wait_for(lambda: sum(consumer.committed_offsets.values()) == 40)
+        assert h.metrics.auth_blocked._value.get() == 0
+    assert sorted(delivered) == list(range(40))
+    assert h.producer.produced == []
+
+
+def test_memory_stays_bounded_by_pausing() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    for seq in range(3000):
+        consumer.append(0, b"same-user", event("same-user", seq))
+    peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal peak
+        peak = max(peak, int(h.metrics.buffered._value.get()))
+        return httpx.Response(202)
+
+    h = Harness(consumer, handler, max_buffered=200)
+    with h.running():
+        wait_for(lambda: consumer.committed_offsets.get(0) == 3000, timeout_s=30)
+    assert peak <= 200 + 500  # the cap plus at most one poll batch
