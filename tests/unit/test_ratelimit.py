@@ -26,4 +26,5 @@ def test_idle_time_builds_at_most_a_burst() -> None:
     clock.now += 60  # a long idle minute
     waits = [bucket.reserve() for _ in range(5)]
     assert waits[:3] == [0.0, 0.0, 0.0]
-    assert waits[3] > 0 and waits[4] > waits[3]
+    assert waits[3] > 0
+    assert waits[4] > waits[3]
