@@ -113,6 +113,7 @@ class Processor:
         self._backoff = Backoff(base_s=1.0, max_s=30.0)
         self.heartbeat = clock()
         self.running = False
+        metrics.records_consumed.labels(topic)  # so rate() starts from 0, not from absent
 
     # -- public ------------------------------------------------------------------------------
     def request_stop(self) -> None:

@@ -7,6 +7,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.simulator",
+    "tests.fixtures.prometheus",
 ]
 
 
