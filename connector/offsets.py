@@ -36,6 +36,10 @@ class OffsetTracker:
             raise ValueError(f"offset went backwards on {topic}[{partition}]: {offset}")
         if state.committable is not None and offset < state.committable:
             raise ValueError(f"offset {offset} on {topic}[{partition}] is already committable")
+        if state.committable is None:
+            # The first record read: committing its own offset means "resume here", which is
+            # always safe, and lets progress above it be recorded (see encode_done).
+            state.committable = offset
         state.pending.append(offset)
 
     def mark_done(self, topic: str, partition: int, offset: int) -> None:
@@ -50,7 +54,7 @@ class OffsetTracker:
             state.committable = head + 1
 
     def committable(self, topic: str, partition: int) -> int | None:
-        """The next offset safe to commit for the partition, or None if nothing finished yet."""
+        """The next offset safe to commit for the partition, or None if nothing was read."""
         state = self._partitions.get((topic, partition))
         return None if state is None else state.committable
 
@@ -61,6 +65,11 @@ class OffsetTracker:
             if state.committable is not None
         }
 
+    def done_above(self, topic: str, partition: int) -> list[int]:
+        """Finished offsets above the watermark (they wait for an earlier record), sorted."""
+        state = self._partitions.get((topic, partition))
+        return sorted(state.done) if state is not None else []
+
     def outstanding(self, topic: str, partition: int) -> int:
         """Records tracked and not yet passed by the watermark (finished or not)."""
         state = self._partitions.get((topic, partition))
@@ -70,3 +79,44 @@ class OffsetTracker:
         """On revoke or loss: drop all state, so nothing is ever committed for them again."""
         for key in partitions:
             self._partitions.pop(key, None)
+
+
+# Commit metadata: which records above the committed offset are already finished. A partition's
+# next owner (or this process after a crash) skips them instead of sending them again, so a
+# record that finished while an earlier one was still in flight is not a duplicate. The broker
+# keeps at most offset.metadata.max.bytes (4096 by default) per partition.
+METADATA_PREFIX = "done:"
+MAX_METADATA_CHARS = 3500
+
+
+def encode_done(committed: int, done: list[int]) -> str:
+    """``done`` (sorted, all >= committed) as ranges relative to ``committed``: "done:0-3,7"."""
+    parts: list[str] = []
+    length = len(METADATA_PREFIX)
+    i = 0
+    while i < len(done):
+        j = i
+        while j + 1 < len(done) and done[j + 1] == done[j] + 1:
+            j += 1
+        low, high = done[i] - committed, done[j] - committed
+        part = str(low) if low == high else f"{low}-{high}"
+        if length + len(part) + 1 > MAX_METADATA_CHARS:
+            break  # only an optimisation: what does not fit is simply re-sent
+        parts.append(part)
+        length += len(part) + 1
+        i = j + 1
+    return METADATA_PREFIX + ",".join(parts) if parts else ""
+
+
+def decode_done(committed: int, metadata: str | None) -> set[int]:
+    """The absolute offsets ``encode_done`` described; an empty set for anything unexpected."""
+    if not metadata or not metadata.startswith(METADATA_PREFIX) or committed < 0:
+        return set()
+    offsets: set[int] = set()
+    try:
+        for part in metadata[len(METADATA_PREFIX) :].split(","):
+            low, _, high = part.partition("-")
+            offsets.update(range(committed + int(low), committed + int(high or low) + 1))
+    except ValueError:
+        return set()
+    return offsets

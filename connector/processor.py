@@ -17,7 +17,7 @@ from connector.dlq import DeadLetterQueue
 from connector.errors import ConsumerError, RecordError, RegistryUnavailable
 from connector.metrics import Metrics
 from connector.models import InkitRequest, Outcome, RecordRef, SegmentMessage, Skip
-from connector.offsets import OffsetTracker
+from connector.offsets import OffsetTracker, decode_done, encode_done
 from connector.ordering import KeyedScheduler
 from connector.retry import Backoff
 from connector.sender import Job, Result, ResultKind, Sender
@@ -56,6 +56,7 @@ class _Partition:
     stalled_until: float = 0.0
     stall_attempts: int = 0
     initial_committed: int | None = None
+    already_done: set[int] = field(default_factory=set)  # finished by a previous owner
 
 
 class Processor:
@@ -101,7 +102,7 @@ class Processor:
         self._scheduler: KeyedScheduler[Job] = KeyedScheduler()
         self._partitions: dict[TPKey, _Partition] = {}
         self._paused: set[TPKey] = set()
-        self._committed: dict[TPKey, int] = {}
+        self._committed: dict[TPKey, tuple[int, str]] = {}
         self._dlq_retry: deque[tuple[float, Any, RecordError, int]] = deque()
         self._in_flight = 0
         self._unfinished = 0
@@ -156,7 +157,10 @@ class Processor:
         self._retry_dead_letters()
         self._dispatch()
         self._flow_control()
-        records = self._consumer.consume(POLL_BATCH, self._poll_timeout())
+        # Never fetch more than the buffer has room for (at least 1: consume() also serves
+        # rebalances and heartbeats), so the caps hold to within one record.
+        room = max(1, min(POLL_BATCH, self._max_buffered - self._unfinished))
+        records = self._consumer.consume(room, self._poll_timeout())
         for record in records:
             error = record.error()
             if error is not None:
@@ -189,6 +193,10 @@ class Processor:
         state.unfinished += 1
         self._unfinished += 1
         self._metrics.records_consumed.labels(key[0]).inc()
+        if record.offset() in state.already_done:
+            state.already_done.discard(record.offset())
+            self._finish(key[0], key[1], record.offset(), Outcome.SKIPPED, "already_done")
+            return
         if state.stalled:
             state.stalled.append(record)  # keep order behind the record waiting for the registry
             return
@@ -362,12 +370,20 @@ class Processor:
             return
         self._last_commit = now
         keys = set(only) if only is not None else None
-        offsets = [
-            TopicPartition(topic, partition, next_offset)
-            for (topic, partition), next_offset in self._tracker.all_committable().items()
-            if (keys is None or (topic, partition) in keys)
-            and self._committed.get((topic, partition)) != next_offset
-        ]
+        offsets = []
+        for (topic, partition), next_offset in self._tracker.all_committable().items():
+            if keys is not None and (topic, partition) not in keys:
+                continue
+            metadata = encode_done(next_offset, self._tracker.done_above(topic, partition))
+            state = self._partitions.get((topic, partition))
+            baseline = self._committed.get((topic, partition)) or (
+                (state.initial_committed, "") if state is not None else None
+            )
+            if baseline != (next_offset, metadata):
+                tp = TopicPartition(topic, partition, next_offset)
+                if metadata:
+                    tp = TopicPartition(topic, partition, next_offset, metadata=metadata)
+                offsets.append(tp)
         if not offsets:
             return
         try:
@@ -384,7 +400,7 @@ class Processor:
                 )
                 continue
             key = (tp.topic, tp.partition)
-            self._committed[key] = tp.offset
+            self._committed[key] = (tp.offset, tp.metadata or "")
             self._metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
         self._metrics.offset_commits.labels("success").inc()
 
@@ -402,7 +418,8 @@ class Processor:
                 continue
             if high is None or high < 0:
                 continue
-            committed = self._committed.get((topic, partition), state.initial_committed)
+            last = self._committed.get((topic, partition))
+            committed = last[0] if last is not None else state.initial_committed
             base = committed if committed is not None else low
             if base is None or base < 0:
                 continue
@@ -428,16 +445,23 @@ class Processor:
             return
         self._metrics.rebalances.labels("assigned").inc()
         self._generation += 1
-        committed: dict[TPKey, int | None] = {}
+        committed: dict[TPKey, tuple[int | None, set[int]]] = {}
         try:
             for tp in consumer.committed(partitions, timeout=10):
-                committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+                offset = tp.offset if tp.offset >= 0 else None
+                done = decode_done(tp.offset, tp.metadata) if offset is not None else set()
+                committed[(tp.topic, tp.partition)] = (offset, done)
         except KafkaException as exc:
             logger.warning("could not read committed offsets at assignment: %s", exc.args[0])
         for tp in partitions:
             key = (tp.topic, tp.partition)
+            offset, done = committed.get(key, (None, set()))
             self._partitions[key] = _Partition(
-                tp.topic, tp.partition, self._generation, initial_committed=committed.get(key)
+                tp.topic,
+                tp.partition,
+                self._generation,
+                initial_committed=offset,
+                already_done=done,
             )
         self._metrics.assigned_partitions.set(len(self._partitions))
         logger.info("partitions assigned: %s", _describe(partitions))

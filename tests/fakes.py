@@ -58,6 +58,7 @@ class FakeConsumer:
     log: dict[int, list[FakeMessage]] = field(default_factory=dict)
     commits: list[list[TopicPartition]] = field(default_factory=list)
     committed_offsets: dict[int, int] = field(default_factory=dict)
+    committed_metadata: dict[int, str] = field(default_factory=dict)
     paused: set[int] = field(default_factory=set)
     position: dict[int, int] = field(default_factory=dict)
     assigned: set[int] = field(default_factory=set)
@@ -119,11 +120,17 @@ class FakeConsumer:
         self.commits.append(offsets)
         for tp in offsets:
             self.committed_offsets[tp.partition] = tp.offset
+            self.committed_metadata[tp.partition] = tp.metadata or ""
         return offsets
 
     def committed(self, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         return [
-            TopicPartition(tp.topic, tp.partition, self.committed_offsets.get(tp.partition, -1001))
+            TopicPartition(
+                tp.topic,
+                tp.partition,
+                self.committed_offsets.get(tp.partition, -1001),
+                metadata=self.committed_metadata.get(tp.partition, ""),
+            )
             for tp in tps
         ]
 

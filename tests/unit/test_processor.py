@@ -290,3 +290,39 @@ def test_memory_stays_bounded_by_pausing() -> None:
     with h.running():
         wait_for(lambda: consumer.committed_offsets.get(0) == 3000, timeout_s=30)
     assert peak <= 200 + 500  # the cap plus at most one poll batch
+
+
+def test_records_finished_above_the_watermark_are_not_sent_again_by_the_next_owner() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    for seq in range(6):
+        consumer.append(0, f"u{seq}".encode(), event(f"u{seq}", seq))
+    # A previous owner committed 2 and recorded that 3 and 5 were finished too.
+    consumer.committed_offsets[0] = 2
+    consumer.committed_metadata[0] = "done:1,3"
+    delivered: list[dict[str, object]] = []
+    h = Harness(consumer, recording_handler(delivered))
+    with h.running():
+        wait_for(lambda: consumer.committed_offsets.get(0) == 6)
+    assert sorted(int(b["seq"]) for b in delivered) == [2, 4]  # type: ignore[call-overload]
+    assert h.metrics.records.labels("skipped", "already_done")._value.get() == 2
+
+
+def test_commit_metadata_lists_what_finished_behind_a_slow_record() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    consumer.append(0, b"slow", event("slow", 0, slow=True))
+    for seq in range(1, 4):
+        consumer.append(0, f"u{seq}".encode(), event(f"u{seq}", seq))
+    release = threading.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content).get("slow"):
+            while not release.is_set():
+                await asyncio.sleep(0.005)
+        return httpx.Response(202)
+
+    h = Harness(consumer, handler)
+    with h.running():
+        wait_for(lambda: consumer.committed_metadata.get(0) == "done:1-3")
+        assert consumer.committed_offsets[0] == 0  # record 0 still flies: nothing passed it
+        release.set()
+        wait_for(lambda: consumer.committed_offsets.get(0) == 4)
