@@ -18,8 +18,10 @@ import os
 import shutil
 import subprocess
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,8 +29,9 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
 from connector.metrics import Metrics
-from tests.fixtures import prometheus as prometheus_fixtures
+from connector.testing.inkit_simulator import Faults, InkitSimulator
 from tests.fixtures.prometheus import JOB_NAME, TARGET_LABELS, PrometheusServer, PromQLError
+from tests.integration.harness import ConnectorProcess, connector_env, identify, produce
 from tests.observability import (
     RULES_PATH,
     dashboard_queries,
@@ -41,10 +44,6 @@ from tests.observability import (
 )
 
 pytestmark = pytest.mark.integration
-
-# The fixture factory, until tests/conftest.py lists "tests.fixtures.prometheus" in pytest_plugins
-# (then this line can go; keeping it is harmless).
-prometheus_server = prometheus_fixtures.prometheus_server
 
 TARGET_ENV = "INKIT_CONNECTOR_METRICS_TARGET"
 TRAFFIC_TICK_S = 0.05
@@ -177,20 +176,72 @@ def harness_metrics_target() -> Iterator[MetricsTarget]:
 
 
 @pytest.fixture
+def connector_metrics_target(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    inkit_simulator: InkitSimulator,
+    tmp_path: Path,
+) -> Iterator[MetricsTarget]:
+    """The real thing: `inkit-connector run` on the real broker and the simulator, fed a steady
+    stream (with 5xx and 429 faults and a few broken records) for as long as the test runs."""
+    topic = topic_factory(partitions=2)
+    dlq = topic_factory(partitions=1)
+    inkit_simulator.set_faults(
+        Faults(latency_ms=5, latency_max_ms=30, rate_5xx=0.1, rate_429=0.05, retry_after_s=0.2)
+    )
+    produce(
+        kafka_bootstrap,
+        topic,
+        [identify(f"u{i % 20}", i) for i in range(200)],
+        raw=[(b"bad", b"not avro"), (b"bad", b"")],
+    )
+    connector = ConnectorProcess(
+        connector_env(kafka_bootstrap, topic, dlq, inkit_simulator, f"g-{uuid.uuid4().hex[:8]}"),
+        tmp_path,
+    ).start()
+    stop = threading.Event()
+
+    def feed() -> None:
+        seq = 200
+        while not stop.wait(0.2):
+            produce(kafka_bootstrap, topic, [identify(f"u{seq % 20}", seq)])
+            seq += 1
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    try:
+        connector.wait_ready()
+        feeder.start()
+        yield MetricsTarget(
+            address=f"127.0.0.1:{connector.metrics_port}",
+            with_data=ALWAYS_PRESENT
+            | {
+                "inkit_connector_records_total",
+                "inkit_connector_records_consumed_total",
+                "inkit_connector_http_requests_total",
+                "inkit_connector_consumer_lag_records",
+                "inkit_connector_committed_offset",
+                "inkit_connector_last_delivery_timestamp_seconds",
+            },
+        )
+    finally:
+        stop.set()
+        feeder.join(5)
+        connector.stop()
+
+
+@pytest.fixture(params=["harness", "connector"])
 def metrics_target(request: pytest.FixtureRequest) -> MetricsTarget:
-    """What Prometheus scrapes: the harness, or a running connector named by the environment."""
+    """What Prometheus scrapes: the harness, a real connector, or one named by the environment."""
     address = os.environ.get(TARGET_ENV)
     if address:
         return MetricsTarget(address=address, with_data=ALWAYS_PRESENT)
-    target: MetricsTarget = request.getfixturevalue("harness_metrics_target")
+    target: MetricsTarget = request.getfixturevalue(f"{request.param}_metrics_target")
     return target
 
 
-@pytest.fixture
-def prometheus(
+def _scraping(
     prometheus_server: Callable[..., PrometheusServer], metrics_target: MetricsTarget
 ) -> PrometheusServer:
-    """Prometheus with the alert rules loaded, after it holds a few samples of the target."""
     server = prometheus_server(
         targets=[metrics_target.address],
         rule_files=[RULES_PATH],
@@ -202,6 +253,21 @@ def prometheus(
         f'count_over_time(up{{job="{JOB_NAME}"}}[{RATE_INTERVAL}]) >= 3', timeout=10
     )
     return server
+
+
+@pytest.fixture
+def prometheus(
+    prometheus_server: Callable[..., PrometheusServer], metrics_target: MetricsTarget
+) -> PrometheusServer:
+    """Prometheus with the alert rules loaded, after it holds a few samples of the target."""
+    return _scraping(prometheus_server, metrics_target)
+
+
+@pytest.fixture
+def harness_prometheus(
+    prometheus_server: Callable[..., PrometheusServer], harness_metrics_target: MetricsTarget
+) -> PrometheusServer:
+    return _scraping(prometheus_server, harness_metrics_target)
 
 
 def _has_data(result: list[dict[str, Any]]) -> bool:
@@ -269,12 +335,9 @@ def test_queries_and_alerts_evaluate_in_prometheus(
     assert [float(series["value"][1]) for series in up] == [1.0]
 
 
-def test_harness_values_arrive_with_their_labels(
-    prometheus: PrometheusServer, metrics_target: MetricsTarget
-) -> None:
+def test_harness_values_arrive_with_their_labels(harness_prometheus: PrometheusServer) -> None:
     """The simulated traffic comes back through Prometheus as the panels expect to read it."""
-    if not metrics_target.harness:
-        pytest.skip("exact values are only known for the harness target")
+    prometheus = harness_prometheus
     sel = 'namespace="test", pod="test-0"'
 
     lag = prometheus.query(f"inkit_connector_consumer_lag_records{{{sel}}}")
