@@ -31,6 +31,7 @@ lint: setup  ## ruff format check, ruff lint, mypy --strict, generated docs in s
 	$(VENV)/bin/ruff check connector tests bench
 	$(VENV)/bin/mypy
 	$(PY) scripts/chart-values-table.py --check
+	$(PY) -m connector.docs --check
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -49,6 +50,13 @@ kafka-up: setup  ## start a local Apache Kafka broker on 127.0.0.1:$(KAFKA_PORT)
 
 kafka-down: setup  ## stop the local broker
 	$(PY) -m connector.testing.kafka_broker down
+
+demo: setup tools  ## run the whole pipeline locally: broker, registry, simulator, events, connector, summary
+	$(PY) -m connector.testing.demo
+
+bench: setup tools  ## the performance benchmark of bench/ (writes bench/results/*.json)
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/pipeline_bench.py
 
 simulator: setup  ## run the Inkit simulator on 127.0.0.1:8080 in the foreground
 	$(PY) -m connector.testing.inkit_simulator --port 8080

@@ -37,8 +37,12 @@ class Pipeline:
     """A topic + DLQ topic + group, the events produced to it, and connector processes."""
 
     def __init__(
-        self, bootstrap: str, topic_factory: Callable[..., str], simulator: InkitSimulator,
-        tmp_path: Path, partitions: int,
+        self,
+        bootstrap: str,
+        topic_factory: Callable[..., str],
+        simulator: InkitSimulator,
+        tmp_path: Path,
+        partitions: int,
     ) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
@@ -93,7 +97,9 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline(
-    kafka_bootstrap: str, topic_factory: Callable[..., str], inkit_simulator: InkitSimulator,
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    inkit_simulator: InkitSimulator,
     tmp_path: Path,
 ) -> Iterator[Callable[..., Pipeline]]:
     made: list[Pipeline] = []
@@ -117,8 +123,14 @@ FAULTS = {
     "hang": Faults(rate_hang=0.05, hang_s=3.0),
     "dropped_connection": Faults(rate_drop=0.05),
     "mix": Faults(
-        latency_ms=5, latency_max_ms=50, rate_5xx=0.10, rate_429=0.05, retry_after_s=0.2,
-        rate_hang=0.02, hang_s=3.0, rate_drop=0.01,
+        latency_ms=5,
+        latency_max_ms=50,
+        rate_5xx=0.10,
+        rate_429=0.05,
+        retry_after_s=0.2,
+        rate_hang=0.02,
+        hang_s=3.0,
+        rate_drop=0.01,
     ),
 }
 
@@ -253,8 +265,13 @@ def test_bad_records_go_to_the_dead_letter_topic_while_good_ones_flow(
     for record in dead:
         headers = dlq_headers(record)
         assert headers["inkit.original.topic"] == p.topic
-        assert {"inkit.original.partition", "inkit.original.offset", "inkit.error.class",
-                "inkit.error.reason", "inkit.original.timestamp"} <= headers.keys()
+        assert {
+            "inkit.original.partition",
+            "inkit.original.offset",
+            "inkit.error.class",
+            "inkit.error.reason",
+            "inkit.original.timestamp",
+        } <= headers.keys()
     reasons = sorted(dlq_headers(r)["inkit.error.reason"] for r in dead)
     assert "address_line_1_too_long" in reasons or any("address" in r for r in reasons)
     values = {r.value() for r in dead}
@@ -268,8 +285,9 @@ def test_a_bad_key_pauses_delivery_and_it_recovers_by_itself(
     p.simulator.set_api_key("rotated-key")  # the connector's key is refused
     p.produce(users=20, events=200)
     connector = p.connector().start()
-    wait_until(lambda: connector.metric("inkit_connector_auth_blocked") == 1, 30,
-               connector.log_tail())
+    wait_until(
+        lambda: connector.metric("inkit_connector_auth_blocked") == 1, 30, connector.log_tail()
+    )
     ready = connector.get("/readyz")
     assert ready is not None
     assert ready.status_code == 503

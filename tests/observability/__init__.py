@@ -23,7 +23,7 @@ CHART = REPO / "helm" / "inkit-connector"
 DASHBOARD_PATH = CHART / "dashboards" / "inkit-connector.json"
 RULES_PATH = CHART / "files" / "prometheus-rules.yaml"
 RULES_TEST_PATH = CHART / "files" / "prometheus-rules.test.yaml"
-RUNBOOK_PATH = REPO / "docs" / "runbook.md"
+RUNBOOK_PATH = REPO / "README.md"
 
 # Names a query may use that are not the connector's own: Prometheus' scrape health series.
 NON_EXPORTER_NAMES = frozenset({"up"})
