@@ -13,11 +13,11 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from connector import __version__
-from connector.check import kafka_topics
+from connector.check import check_registry, kafka_topics
 from connector.consumer import build_consumer, build_producer, describe
 from connector.decoding import build_decoder
 from connector.dlq import DeadLetterQueue
-from connector.errors import ConsumerError
+from connector.errors import ConsumerError, StartupError
 from connector.health import HealthServer
 from connector.inkit import InkitClient
 from connector.mapping import Mapper
@@ -67,13 +67,18 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     registry = CollectorRegistry(auto_describe=True)
     metrics = Metrics(registry)
+    partitions = kafka_topics(settings)
+    registry = check_registry(settings)
+    if not registry.ok:
+        raise StartupError(f"schema registry {registry.detail}: check SCHEMA_REGISTRY_URL")
+    # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
     logger.info(
         "inkit-connector %s starting (dry run: %s); configuration: %s",
         __version__,
         dry_run,
         settings.redacted(),
     )
-    partitions = kafka_topics(settings)
+
     logger.info("topic %s has %d partitions", settings.topic, partitions[settings.topic])
     decoder = build_decoder(settings)
     mapper = Mapper(settings)

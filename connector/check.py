@@ -12,7 +12,7 @@ import httpx
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from connector.errors import ConsumerError
+from connector.errors import StartupError
 from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class CheckResult:
 
 
 def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
-    """Partition count of every topic the connector needs; raises ConsumerError with a line
+    """Partition count of every topic the connector needs; raises StartupError with a line
     that says what to do when the brokers cannot be reached or a topic is missing."""
     errors: list[str] = []
 
@@ -42,8 +42,8 @@ def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         if errors:
-            raise ConsumerError(errors[0]) from exc
-        raise ConsumerError(
+            raise StartupError(errors[0]) from exc
+        raise StartupError(
             f"cannot reach Kafka at {settings.bootstrap_servers} ({exc.args[0].str()}): "
             "check KAFKA_BOOTSTRAP_SERVERS and network access"
         ) from exc
@@ -52,7 +52,7 @@ def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
         topic = metadata.topics.get(name)
         if topic is None or topic.error is not None:
             which = "KAFKA_TOPIC" if name == settings.topic else "KAFKA_DLQ_TOPIC"
-            raise ConsumerError(f"topic {name!r} does not exist: create it or fix {which}")
+            raise StartupError(f"topic {name!r} does not exist: create it or fix {which}")
         found[name] = len(topic.partitions)
     return found
 
@@ -103,7 +103,7 @@ def run_checks(settings: Settings, emit: Callable[[CheckResult], None]) -> bool:
     results: list[CheckResult] = []
     try:
         topics = kafka_topics(settings)
-    except ConsumerError as exc:
+    except StartupError as exc:
         results.append(CheckResult("kafka", False, exc.detail))
     else:
         results.append(CheckResult("kafka", True, f"reachable at {settings.bootstrap_servers}"))

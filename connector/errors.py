@@ -11,7 +11,8 @@ ConnectorError
 │   ├── RateLimited       429; .retry_after in seconds when Inkit said so
 │   └── RegistryUnavailable  the schema registry could not be reached (not the record's fault)
 ├── AuthError             401/403: the key is wrong or revoked; pause everything, readiness false
-└── ConsumerError         librdkafka reported an error we cannot continue from
+├── ConsumerError         librdkafka reported an error we cannot continue from
+└── StartupError          a service the connector needs is unreachable at start-up: exit 1
 
 Every error carries a short machine-readable ``reason`` (a snake_case code used in metric labels
 and dead-letter headers) and a human ``detail``. Neither ever contains a trait value or a secret.
@@ -122,3 +123,9 @@ class ConsumerError(ConnectorError):
     """librdkafka reported a fatal error, or a commit failed in a way we cannot continue from."""
 
     reason = "consumer"
+
+
+class StartupError(ConnectorError):
+    """A dependency (brokers, topic, schema registry) is missing or unreachable at start-up."""
+
+    reason = "startup"
