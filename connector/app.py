@@ -68,9 +68,9 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     registry = CollectorRegistry(auto_describe=True)
     metrics = Metrics(registry)
     partitions = kafka_topics(settings)
-    registry = check_registry(settings)
-    if not registry.ok:
-        raise StartupError(f"schema registry {registry.detail}: check SCHEMA_REGISTRY_URL")
+    registry_check = check_registry(settings)
+    if not registry_check.ok:
+        raise StartupError(f"schema registry {registry_check.detail}: check SCHEMA_REGISTRY_URL")
     # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
     logger.info(
         "inkit-connector %s starting (dry run: %s); configuration: %s",
