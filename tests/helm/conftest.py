@@ -26,10 +26,9 @@ CRD_APIS = ("monitoring.coreos.com/v1", "keda.sh/v1alpha1")
 RELEASE = "inkit-connector"
 
 # The smallest values that render: what every install must give.
+# Default values plus only what a user must bring: an image and an API key.
 MINIMAL: dict[str, Any] = {
     "image": {"repository": "registry.example.com/inkit-connector"},
-    "kafka": {"bootstrapServers": "kafka:9092", "topic": "segment.identify"},
-    "schemaRegistry": {"url": "http://schema-registry:8081"},
     "inkit": {"existingSecret": "inkit-connector"},
 }
 

@@ -249,7 +249,7 @@ def test_default_existing_secret_key_is_api_key(render: RenderFn) -> None:
         ({"kafka": {"bootstrapServers": ""}}, "kafka.bootstrapServers is required"),
         ({"kafka": {"topic": ""}}, "kafka.topic is required"),
         ({"schemaRegistry": {"url": ""}}, "needs schemaRegistry.url"),
-        ({"kafka": {"dlqTopic": "segment.identify"}}, "kafka.dlqTopic must differ"),
+        ({"kafka": {"dlqTopic": "segment-identify"}}, "kafka.dlqTopic must differ"),
         (
             {"kafka": {"sasl": {"mechanism": "PLAIN", "securityProtocol": "SASL_SSL"}}},
             "needs a password",
@@ -421,6 +421,23 @@ def test_checksum_secret_changes_with_credentials(render: RenderFn) -> None:
 # --- defaults ---
 
 
+def test_defaults_with_only_an_image_and_a_key_are_applyable(
+    render: RenderFn, tmp_path: Path
+) -> None:
+    out = render(MINIMAL)
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(out.text)
+    proc = subprocess.run(
+        [str(KUBERNETES_VALIDATE), "--strict", "-k", "1.30.0", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.config["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert out.config["KAFKA_TOPIC"] == "segment-identify"
+
+
 def test_minimal_install_defaults(render: RenderFn) -> None:
     out = render(MINIMAL)
     kinds = sorted(d["kind"] for d in out.docs)
@@ -520,6 +537,6 @@ def test_notes_render(render: RenderFn, chart_copy: Path) -> None:
         {"inkit": {"existingSecret": "", "apiKey": "k"}, "terminationGracePeriodSeconds": 25},
     )
     notes = render(values, chart=chart_copy).one("ConfigMap", "notes")["data"]["notes"]
-    assert "segment.identify.dlq" in notes
+    assert "segment-identify.dlq" in notes
     assert "WARNING: inkit.apiKey is set inline" in notes
     assert "leaves less than 10 s after the drain" in notes
