@@ -17,7 +17,7 @@ from connector.check import check_registry, kafka_topics
 from connector.consumer import build_consumer, build_producer, describe
 from connector.decoding import build_decoder
 from connector.dlq import DeadLetterQueue
-from connector.errors import ConsumerError, StartupError
+from connector.errors import ConnectorError, ConsumerError, StartupError
 from connector.health import HealthServer
 from connector.inkit import InkitClient
 from connector.mapping import Mapper
@@ -159,6 +159,13 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     try:
         processor.subscribe()
         processor.run()
+    except ConnectorError:
+        raise  # a known failure: the CLI prints its one line
+    except Exception:
+        # A bug, not a condition we know: log it whole and exit non-zero so that Kubernetes
+        # restarts the pod. Nothing was committed past a record that did not finish.
+        logger.exception("unexpected error in the consume loop; exiting")
+        return 1
     finally:
         metrics.ready.set(0)
         consumer.close()  # leaves the group now, so the partitions move without a timeout

@@ -294,10 +294,13 @@ def test_a_bad_key_pauses_delivery_and_it_recovers_by_itself(
     time.sleep(2)
     assert p.deliveries().sequence == []
     assert connector.metric("inkit_connector_paused_partitions") == 2
+    # The lag gauge agrees with the broker: everything produced is still to be delivered.
+    wait_until(lambda: connector.metric("inkit_connector_consumer_lag_records") == 200, 15)
     p.simulator.set_api_key("test-api-key")  # the key is accepted again
     wait_until(p.all_delivered, 60, connector.log_tail())
     wait_until(lambda: connector.metric("inkit_connector_auth_blocked") == 0, 10)
     wait_until(p.all_committed, 30)
+    wait_until(lambda: connector.metric("inkit_connector_consumer_lag_records") == 0, 15)
     connector.stop()
     p.assert_no_loss_and_in_order()
     assert read_all(p.bootstrap, p.dlq, timeout_s=3) == []
