@@ -76,3 +76,14 @@ def _handler_class(
             pass  # probes every few seconds would drown the log
 
     return Handler
+
+
+_logged: set[str] = set()
+
+
+def _log_once(message: str, path: str) -> None:
+    """Log the first failure of each endpoint with its traceback; later ones are counted out."""
+    key = path.split("?", 1)[0]
+    if key not in _logged:
+        _logged.add(key)
+        logger.error("%s: %s", message, key, exc_info=True)

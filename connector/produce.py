@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from confluent_kafka import KafkaException, Producer
 
 from connector import avro
-from connector.consumer import describe
+from connector.consumer import describe, rdkafka_logger
 from connector.encoding import EncodeError, build_encoder
 from connector.errors import ConsumerError, RegistryUnavailable
 from connector.settings import Settings
@@ -51,6 +51,7 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
             "enable.idempotence": True,
             "linger.ms": 10,
             "error_cb": lambda err: errors.append(describe(err)),
+            "logger": rdkafka_logger,  # librdkafka's lines go through logging, not raw stderr
         }
     )
     producer = Producer(conf)

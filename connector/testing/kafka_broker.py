@@ -249,7 +249,7 @@ class KafkaBroker:
                 # Own session: a Ctrl-C in the terminal reaches Python, which stops the broker
                 # gracefully, instead of killing the JVM mid-write.
                 start_new_session=True,
-                preexec_fn=None if self._detached else _die_with_parent(os.getpid()),
+                preexec_fn=None if self._detached else die_with_parent(os.getpid()),
             )
         if not self._detached:
             _register_for_cleanup(self)
@@ -427,7 +427,7 @@ def _format_storage(java: str, classpath: list[str], properties: Path, data_dir:
         raise KafkaBrokerError(f"formatting KRaft storage in {data_dir} failed: {output}")
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGKILL the child when its parent dies (no orphan JVMs)."""
     pr_set_pdeathsig = 1
     try:
