@@ -49,6 +49,8 @@ def _handler_class(
     alive: Callable[[], tuple[bool, str]],
     ready: Callable[[], tuple[bool, str]],
 ) -> type[BaseHTTPRequestHandler]:
+    failed_paths: set[str] = set()  # endpoints whose failure was already logged
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -76,14 +78,3 @@ def _handler_class(
             pass  # probes every few seconds would drown the log
 
     return Handler
-
-
-_logged: set[str] = set()
-
-
-def _log_once(message: str, path: str) -> None:
-    """Log the first failure of each endpoint with its traceback; later ones are counted out."""
-    key = path.split("?", 1)[0]
-    if key not in _logged:
-        _logged.add(key)
-        logger.error("%s: %s", message, key, exc_info=True)
