@@ -54,6 +54,17 @@ def _handler_class(
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
+            try:
+                self._route(path)
+            except Exception:
+                # A broken collector must not print a traceback per scrape, nor stay silent:
+                # the first failure of each endpoint is logged whole, later ones answer 500.
+                if path not in failed_paths:
+                    failed_paths.add(path)
+                    logger.exception("health endpoint %s failed", path)
+                self._send(500, b"internal error\n", "text/plain")
+
+        def _route(self, path: str) -> None:
             if path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path in ("/healthz", "/livez"):
