@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 # /healthz fails when the loop has not turned for this long (a wedged process gets restarted).
 # It must exceed the longest legitimate pause of the loop: a drain on revoke.
 WEDGED_AFTER_S = 60.0
+# Connections per httpx pool; INKIT_MAX_IN_FLIGHT is spread over as many pools as needed.
+HTTP_POOL_SHARD = 4
 
 
 class DryRunClient:
@@ -49,18 +51,23 @@ class DryRunClient:
         return 200
 
 
-def build_http_client(settings: Settings) -> httpx.AsyncClient:
+def build_http_clients(settings: Settings) -> list[httpx.AsyncClient]:
+    """HTTP clients whose pools add up to INKIT_MAX_IN_FLIGHT connections, in shards of at most
+    HTTP_POOL_SHARD connections (see InkitClient for why)."""
+    shards = -(-settings.max_in_flight // HTTP_POOL_SHARD)
+    size = -(-settings.max_in_flight // shards)
     limits = httpx.Limits(
-        max_connections=settings.max_in_flight,
-        max_keepalive_connections=settings.max_in_flight,
-        keepalive_expiry=30.0,
+        max_connections=size, max_keepalive_connections=size, keepalive_expiry=30.0
     )
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0)),
-        limits=limits,
-        verify=settings.ca_bundle or True,  # TLS verification is never switched off
-        follow_redirects=False,
-    )
+    return [
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0)),
+            limits=limits,
+            verify=settings.ca_bundle or True,  # TLS verification is never switched off
+            follow_redirects=False,
+        )
+        for _ in range(shards)
+    ]
 
 
 def run(settings: Settings, *, dry_run: bool = False) -> int:
@@ -93,7 +100,11 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
             processor_ref[0].fail(ConsumerError(describe(err)))
         logger.warning("Kafka: %s", describe(err))
 
-    consumer = build_consumer(settings, on_kafka_error)
+    def on_commit(err: Any, partitions: list[Any]) -> None:
+        if processor_ref:
+            processor_ref[0].on_commit(err, partitions)
+
+    consumer = build_consumer(settings, on_kafka_error, on_commit)
     producer = None if dry_run else build_producer(settings, on_kafka_error)
     dlq = None if producer is None else DeadLetterQueue(producer, settings.dlq_topic, metrics)
     http_clients: list[httpx.AsyncClient] = []
@@ -101,9 +112,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     def client_factory() -> Any:
         if dry_run:
             return DryRunClient()
-        http = build_http_client(settings)
-        http_clients.append(http)
-        return InkitClient(http, metrics)
+        http_clients.extend(build_http_clients(settings))
+        return InkitClient(http_clients, metrics)
 
     async def close_client() -> None:
         for http in http_clients:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from connector.errors import StartupError
 from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+_METADATA_SLICE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +41,22 @@ def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
     conf["error_cb"] = on_error
     conf["logger"] = logging.getLogger("connector.librdkafka")
     admin = AdminClient(conf)
-    try:
-        metadata = admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        if errors:
-            raise StartupError(errors[0]) from exc
-        raise StartupError(
-            f"cannot reach Kafka at {settings.bootstrap_servers} ({exc.args[0].str()}): "
-            "check KAFKA_BOOTSTRAP_SERVERS and network access"
-        ) from exc
+    # The error callback only runs when the client is polled, so wait in short slices: a refused
+    # SASL password is then reported as such within a second instead of as a timeout.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            metadata = admin.list_topics(timeout=_METADATA_SLICE_S)
+            break
+        except KafkaException as exc:
+            admin.poll(0)
+            if errors:
+                raise StartupError(errors[0]) from exc
+            if time.monotonic() >= deadline:
+                raise StartupError(
+                    f"cannot reach Kafka at {settings.bootstrap_servers} "
+                    f"({exc.args[0].str()}): check KAFKA_BOOTSTRAP_SERVERS and network access"
+                ) from exc
     found: dict[str, int] = {}
     for name in (settings.topic, settings.dlq_topic):
         topic = metadata.topics.get(name)

@@ -17,10 +17,12 @@ rdkafka_logger = logging.getLogger("connector.librdkafka")
 # Bounded prefetch: librdkafka's default queue (64 MiB) would dwarf the connector's own buffer.
 DEFAULT_QUEUED_MAX_KBYTES = "16384"
 
-_SYSLOG_TO_LOGGING = {0: 50, 1: 50, 2: 50, 3: 40, 4: 30, 5: 20, 6: 20, 7: 10}
 
-
-def consumer_config(settings: Settings, error_cb: Callable[[Any], None]) -> dict[str, Any]:
+def consumer_config(
+    settings: Settings,
+    error_cb: Callable[[Any], None],
+    on_commit: Callable[[Any, list[Any]], None] | None = None,
+) -> dict[str, Any]:
     """The consumer configuration. User passthrough comes first, then the settings that the
     delivery guarantee depends on, which nothing can override."""
     conf: dict[str, Any] = {
@@ -42,6 +44,8 @@ def consumer_config(settings: Settings, error_cb: Callable[[Any], None]) -> dict
             "logger": rdkafka_logger,
         }
     )
+    if on_commit is not None:
+        conf["on_commit"] = on_commit
     return conf
 
 
@@ -74,8 +78,12 @@ def producer_config(settings: Settings, error_cb: Callable[[Any], None]) -> dict
     return conf
 
 
-def build_consumer(settings: Settings, error_cb: Callable[[Any], None]) -> Any:
-    return Consumer(consumer_config(settings, error_cb))
+def build_consumer(
+    settings: Settings,
+    error_cb: Callable[[Any], None],
+    on_commit: Callable[[Any, list[Any]], None] | None = None,
+) -> Any:
+    return Consumer(consumer_config(settings, error_cb, on_commit))
 
 
 def build_producer(settings: Settings, error_cb: Callable[[Any], None]) -> Any:

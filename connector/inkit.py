@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -31,16 +31,25 @@ class InkitClient:
     """
 
     def __init__(
-        self, http: httpx.AsyncClient, metrics: Metrics, clock: Callable[[], float] = time.time
+        self,
+        http: httpx.AsyncClient | Sequence[httpx.AsyncClient],
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._http = http
+        # Several small pools instead of one large one: httpcore scans its whole pool (with a
+        # socket poll per idle connection) for every request it queues or releases, so its cost
+        # per request grows with the pool. Shards of a few connections keep it flat.
+        self._pool = [http] if isinstance(http, httpx.AsyncClient) else list(http)
+        self._next = 0
         self._metrics = metrics
         self._clock = clock
 
     async def send(self, request: InkitRequest) -> int:
         started = time.perf_counter()
+        http = self._pool[self._next]
+        self._next = (self._next + 1) % len(self._pool)
         try:
-            response = await self._http.post(
+            response = await http.post(
                 request.url, content=encode_body(request.body), headers=request.headers
             )
         except httpx.TimeoutException as exc:

@@ -313,7 +313,10 @@ class Processor:
             error.reason,
             error.detail,
         )
-        if self._dlq is None:  # dry run: nothing is written, nothing committed
+        if self._dlq is None:
+            # Dry run: nothing is written and nothing committed, but the record is finished,
+            # so the run keeps reading and stops promptly.
+            self._finish(key[0], key[1], record.offset(), Outcome.DEAD_LETTERED, error.reason)
             return
 
         def done(ok: bool) -> None:
@@ -386,23 +389,47 @@ class Processor:
                 offsets.append(tp)
         if not offsets:
             return
+        if not force:
+            # Throttled commits are asynchronous: a synchronous one issued while the group
+            # rebalances waits behind the JoinGroup (up to a minute), and the loop with it.
+            # on_commit reports the result; a failed commit is simply sent again next time.
+            for tp in offsets:
+                self._committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata or "")
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as exc:
+                self.on_commit(exc.args[0], offsets)
+            return
         try:
             result = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             self._metrics.offset_commits.labels("failure").inc()
             logger.warning("offset commit failed (will retry): %s", exc.args[0])
             return
-        for tp in result or offsets:
+        self.on_commit(None, result or offsets)
+
+    def on_commit(self, error: Any, partitions: list[Any]) -> None:
+        """Result of a commit (librdkafka's on_commit callback, served by consume())."""
+        if error is not None:
+            self._metrics.offset_commits.labels("failure").inc()
+            logger.warning("offset commit failed (will retry): %s", error)
+            for tp in partitions:
+                self._committed.pop((tp.topic, tp.partition), None)
+            return
+        failed = False
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
             if tp.error is not None:
-                self._metrics.offset_commits.labels("failure").inc()
+                failed = True
+                self._committed.pop(key, None)
                 logger.warning(
                     "offset commit failed for %s[%s]: %s", tp.topic, tp.partition, tp.error
                 )
                 continue
-            key = (tp.topic, tp.partition)
             self._committed[key] = (tp.offset, tp.metadata or "")
-            self._metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
-        self._metrics.offset_commits.labels("success").inc()
+            if key in self._partitions:  # a late result for a revoked partition sets no gauge
+                self._metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
+        self._metrics.offset_commits.labels("failure" if failed else "success").inc()
 
     def _refresh_lag(self, force: bool = False) -> None:
         now = self._clock()

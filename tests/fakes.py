@@ -82,6 +82,10 @@ class FakeConsumer:
             self._pending_revoke.extend(partitions)
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        results, self._commit_results = self._commit_results, []
+        for offsets in results:
+            if self.commit_cb is not None:
+                self.commit_cb(None, offsets)
         if not self.assigned and not self._pending_revoke and self._callbacks:
             self.assigned = set(range(self.partitions))
             for p in self.assigned:
@@ -111,8 +115,12 @@ class FakeConsumer:
     def resume(self, tps: list[TopicPartition]) -> None:
         self.paused -= {tp.partition for tp in tps}
 
-    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
-        assert not asynchronous
+    commit_cb: Callable[[Any, list[TopicPartition]], None] | None = None
+    _commit_results: list[list[TopicPartition]] = field(default_factory=list)
+
+    def commit(
+        self, offsets: list[TopicPartition], asynchronous: bool
+    ) -> list[TopicPartition] | None:
         for tp in offsets:
             assert tp.partition in self.assigned, "commit for a partition not owned"
         if self.on_commit is not None:
@@ -121,6 +129,9 @@ class FakeConsumer:
         for tp in offsets:
             self.committed_offsets[tp.partition] = tp.offset
             self.committed_metadata[tp.partition] = tp.metadata or ""
+        if asynchronous:  # like librdkafka: the result comes through on_commit, from consume()
+            self._commit_results.append(offsets)
+            return None
         return offsets
 
     def committed(self, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:

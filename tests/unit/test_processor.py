@@ -67,6 +67,7 @@ class Harness:
             drain_timeout_s=float(kw.pop("drain_timeout_s", 5.0)),  # type: ignore[arg-type]
             commit_interval_s=0.0,
         )
+        consumer.commit_cb = self.processor.on_commit
 
     @contextmanager
     def running(self) -> Iterator[Harness]:
