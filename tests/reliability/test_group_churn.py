@@ -1,0 +1,207 @@
+"""Group churn: three connector processes share a topic while partitions are added to it and
+members leave and join gracefully. Nothing may be lost and, since every transition is graceful
+(SIGTERM: drain, commit, leave), nothing may be sent twice."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewPartitions
+
+from connector.testing.inkit_simulator import Faults, InkitSimulator, RecordedRequest
+from tests.integration.harness import (
+    ConnectorProcess,
+    Deliveries,
+    Produced,
+    committed,
+    connector_env,
+    end_offsets,
+    identify,
+    produce,
+    read_all,
+    wait_until,
+)
+from tests.reliability import Stopwatch, write_figures
+
+pytestmark = pytest.mark.integration
+
+USERS = 200
+WAVE = 1000
+# librdkafka notices new partitions of a subscribed topic only when it refreshes metadata:
+# every topic.metadata.refresh.interval.ms, 300,000 ms by default.
+METADATA_REFRESH_MS = 1000
+
+
+class Group:
+    """A topic, its dead-letter topic and the group's processes."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic_factory: Callable[..., str],
+        simulator: InkitSimulator,
+        tmp_path: Path,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.partitions = 3
+        self.topic = topic_factory(partitions=self.partitions)
+        self.dlq = topic_factory(partitions=1)
+        self.group = f"g-{uuid.uuid4().hex[:8]}"
+        self.simulator = simulator
+        self.tmp_path = tmp_path
+        self.produced: list[Produced] = []
+        self.processes: list[ConnectorProcess] = []
+        self.recorded: list[RecordedRequest] = []
+        self.delivered: set[tuple[str, int]] = set()
+        self._next_seq = 0
+        self._rng = random.Random(7)
+
+    def produce_wave(self, events: int = WAVE) -> None:
+        users = [f"user-{i}" for i in range(USERS)]
+        batch = [identify(self._rng.choice(users), self._next_seq + n) for n in range(events)]
+        self._next_seq += events
+        self.produced += produce(self.bootstrap, self.topic, batch)
+
+    def start(self) -> ConnectorProcess:
+        env = connector_env(
+            self.bootstrap,
+            self.topic,
+            self.dlq,
+            self.simulator,
+            self.group,
+            KAFKA_CONFIG_TOPIC_METADATA_REFRESH_INTERVAL_MS=str(METADATA_REFRESH_MS),
+        )
+        process = ConnectorProcess(env, self.tmp_path, name=f"churn-{len(self.processes)}")
+        self.processes.append(process.start())
+        return process
+
+    def add_partitions(self, total: int) -> None:
+        futures = self.admin.create_partitions([NewPartitions(self.topic, total)])
+        futures[self.topic].result(timeout=30)
+
+        def visible() -> bool:
+            topic = self.admin.list_topics(topic=self.topic, timeout=5).topics[self.topic]
+            parts = topic.partitions
+            return len(parts) == total and all(p.leader >= 0 for p in parts.values())
+
+        wait_until(visible, 30, "new partitions have no leader")
+        self.partitions = total
+
+    def page(self) -> None:
+        last = self.recorded[-1].seq if self.recorded else 0
+        new = self.simulator.requests(since=last)
+        self.recorded += new
+        self.delivered |= Deliveries.of(new).unique()
+
+    def delivered_count(self) -> int:
+        self.page()
+        return len(self.delivered)
+
+    def expected(self) -> set[tuple[str, int]]:
+        return {(p.user, p.seq) for p in self.produced}
+
+    def all_delivered(self) -> bool:
+        self.page()
+        return self.expected() <= self.delivered
+
+    def all_committed(self) -> bool:
+        ends = end_offsets(self.bootstrap, self.topic, self.partitions)
+        return committed(self.bootstrap, self.group, self.topic, self.partitions) == ends
+
+
+@pytest.fixture
+def group(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    inkit_simulator: InkitSimulator,
+    tmp_path: Path,
+) -> Iterator[Group]:
+    g = Group(kafka_bootstrap, topic_factory, inkit_simulator, tmp_path)
+    yield g
+    for process in g.processes:
+        if process.proc is not None and process.proc.poll() is None:
+            process.kill()
+
+
+@pytest.mark.timeout(600)
+def test_partitions_added_and_graceful_member_changes_lose_nothing_and_send_nothing_twice(
+    group: Group, request: pytest.FixtureRequest
+) -> None:
+    clock = Stopwatch()
+    group.simulator.set_faults(Faults(latency_ms=10, latency_max_ms=30))
+    group.produce_wave()
+    members = [group.start() for _ in range(3)]
+    wait_until(lambda: group.delivered_count() > 300, 60, members[0].log_tail())
+
+    # Partitions 3..5 appear while every member is busy; events now land on six partitions.
+    added_at = time.monotonic()
+    group.add_partitions(6)
+    group.produce_wave()
+    new_partition_events = {(p.user, p.seq) for p in group.produced if p.partition >= 3}
+    assert new_partition_events, "no event landed on a new partition"
+
+    def picked_up() -> bool:
+        group.page()
+        return bool(group.delivered & new_partition_events)
+
+    wait_until(picked_up, 60, "the new partitions were never consumed")
+    first_pickup_s = round(time.monotonic() - added_at, 2)
+
+    exits: list[int] = []
+    # A member leaves gracefully while records fly; a new one takes its place.
+    exits.append(members[0].stop())
+    baseline = group.delivered_count()
+    wait_until(lambda: group.delivered_count() > baseline + 200 or group.all_delivered(), 60)
+    members[0] = group.start()
+    group.produce_wave()
+    # Another leaves, partitions grow again, and it comes back.
+    exits.append(members[1].stop())
+    group.add_partitions(9)
+    members[1] = group.start()
+    group.produce_wave()
+    wait_until(group.all_delivered, 120, members[2].log_tail())
+    wait_until(group.all_committed, 60, members[2].log_tail())
+    exits += [m.stop() for m in members]
+    assert exits == [0] * len(exits)
+
+    deliveries = Deliveries.of(group.recorded)
+    missing = group.expected() - deliveries.unique()
+    assert not missing, f"{len(missing)} events never delivered, e.g. {sorted(missing)[:5]}"
+    # Per-user order holds per partition: adding partitions moves a user's later events to
+    # another partition, which Kafka itself does not order against the earlier ones.
+    partition_of = {(p.user, p.seq): p.partition for p in group.produced}
+    last: dict[tuple[str, int], int] = defaultdict(lambda: -1)
+    violations = []
+    for user, seq in deliveries.sequence:
+        key = (user, partition_of[(user, seq)])
+        if seq < last[key]:
+            violations.append((user, seq))
+        last[key] = max(last[key], seq)
+    assert violations == []
+    assert deliveries.duplicates() == 0
+    assert read_all(group.bootstrap, group.dlq, timeout_s=3) == []
+    logs = "".join(p.log_text() for p in group.processes)
+    write_figures(
+        request,
+        "group-churn",
+        {
+            "events": len(group.produced),
+            "partitions": "3 -> 6 -> 9",
+            "processes_started": len(group.processes),
+            "graceful_stops": len(exits),
+            "lost": len(missing),
+            "duplicates": deliveries.duplicates(),
+            "order_violations_per_partition": len(violations),
+            "new_partitions_first_delivery_s": first_pickup_s,
+            "topic_metadata_refresh_interval_ms": METADATA_REFRESH_MS,
+            "rebalance_drains": logs.count("drain (revoke)"),
+            "seconds": clock(),
+        },
+    )
