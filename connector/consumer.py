@@ -31,6 +31,8 @@ def consumer_config(
         "queued.max.messages.kbytes": DEFAULT_QUEUED_MAX_KBYTES,
         "session.timeout.ms": "45000",
         "statistics.interval.ms": "0",
+        # librdkafka's default (5 min) leaves partitions added to the topic unread that long.
+        "topic.metadata.refresh.interval.ms": "30000",
     }
     conf.update(settings.librdkafka_common())
     conf.update(
