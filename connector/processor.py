@@ -142,12 +142,30 @@ class Processor:
         try:
             while not self._stopping:
                 self._step()
+            self._flow_control()  # pauses every partition: nothing new is fetched
             self._drain(list(self._partitions), reason="shutdown")
-            self._commit(force=True)
+            self._final_commit()
         finally:
             self.running = False
         if self._fatal is not None:
             raise self._fatal
+
+    def _final_commit(self) -> None:
+        """Commit what finished before leaving. A commit sent while the group rebalances fails
+        (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION) and only succeeds once this member has
+        rejoined, which needs the consumer polled: so poll (fetching nothing: every partition
+        is paused, and whatever arrives is not tracked) and try again, within the deadline."""
+        deadline = self._clock() + self._drain_timeout_s
+        while not self._commit(force=True) and self._partitions:
+            if self._fatal is not None or self._clock() >= deadline:
+                logger.warning(
+                    "final offset commit did not succeed; the next owner re-reads "
+                    "from the last committed offset"
+                )
+                return
+            self.heartbeat = self._clock()
+            self._consumer.consume(POLL_BATCH, 0.2)  # serves the rebalance; records dropped
+            self._flow_control()  # partitions assigned meanwhile are paused too
 
     # -- the loop ----------------------------------------------------------------------------
     def _step(self) -> None:
@@ -365,12 +383,14 @@ class Processor:
         self._metrics.buffered.set(self._unfinished)
 
     # -- commits and lag ---------------------------------------------------------------------
-    def _commit(self, force: bool = False, only: Iterable[TPKey] | None = None) -> None:
+    def _commit(self, force: bool = False, only: Iterable[TPKey] | None = None) -> bool:
+        """Commit the watermark (throttled, asynchronous; or forced, synchronous). Returns
+        False only when a forced commit failed."""
         if not self._commit_enabled:
-            return
+            return True
         now = self._clock()
         if not force and now - self._last_commit < self._commit_interval_s:
-            return
+            return True
         self._last_commit = now
         keys = set(only) if only is not None else None
         offsets = []
@@ -382,13 +402,16 @@ class Processor:
             baseline = self._committed.get((topic, partition)) or (
                 (state.initial_committed, "") if state is not None else None
             )
-            if baseline != (next_offset, metadata):
+            # A forced commit (revoke, shutdown) is sent even when it repeats the last one:
+            # that one may be an asynchronous commit still in flight, or about to fail because
+            # the group is rebalancing, and the partition's next owner starts from what landed.
+            if force or baseline != (next_offset, metadata):
                 tp = TopicPartition(topic, partition, next_offset)
                 if metadata:
                     tp = TopicPartition(topic, partition, next_offset, metadata=metadata)
                 offsets.append(tp)
         if not offsets:
-            return
+            return True
         if not force:
             # Throttled commits are asynchronous: a synchronous one issued while the group
             # rebalances waits behind the JoinGroup (up to a minute), and the loop with it.
@@ -399,14 +422,14 @@ class Processor:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
             except KafkaException as exc:
                 self.on_commit(exc.args[0], offsets)
-            return
+            return True
         try:
             result = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            self._metrics.offset_commits.labels("failure").inc()
-            logger.warning("offset commit failed (will retry): %s", exc.args[0])
-            return
+            self.on_commit(exc.args[0], offsets)
+            return False
         self.on_commit(None, result or offsets)
+        return all(tp.error is None for tp in result or offsets)
 
     def on_commit(self, error: Any, partitions: list[Any]) -> None:
         """Result of a commit (librdkafka's on_commit callback, served by consume())."""
