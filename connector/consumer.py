@@ -14,8 +14,9 @@ from connector.settings import Settings
 logger = logging.getLogger(__name__)
 rdkafka_logger = logging.getLogger("connector.librdkafka")
 
-# Bounded prefetch: librdkafka's default queue (64 MiB) would dwarf the connector's own buffer.
-DEFAULT_QUEUED_MAX_KBYTES = "16384"
+# Bounded prefetch: librdkafka's defaults (64 MiB, 100k messages per partition) would dwarf the
+# connector's own buffer. Measured at 256 in flight (bench/): peak RSS 173 -> 127 MB.
+DEFAULT_QUEUED_MAX_KBYTES = "8192"
 
 
 def consumer_config(
@@ -29,6 +30,7 @@ def consumer_config(
         "partition.assignment.strategy": "cooperative-sticky",
         "auto.offset.reset": "earliest",
         "queued.max.messages.kbytes": DEFAULT_QUEUED_MAX_KBYTES,
+        "queued.min.messages": "1000",
         "session.timeout.ms": "45000",
         "statistics.interval.ms": "0",
         # librdkafka's default (5 min) leaves partitions added to the topic unread that long.

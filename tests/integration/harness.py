@@ -62,7 +62,11 @@ def produce(
     """Produce events keyed by userId (Segment's partitioning), then raw (key, value) records;
     return where each valid event landed."""
     encoder = build_encoder(fmt)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+    # Idempotent: a plain producer's retries of the first batches to a brand-new topic can land
+    # after later batches, which would break the per-user order the tests check.
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", "enable.idempotence": True}
+    )
     landed: list[Produced] = []
     errors: list[str] = []
 
