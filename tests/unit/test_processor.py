@@ -17,8 +17,10 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from connector.dlq import DeadLetterQueue
+from connector.errors import RegistryUnavailable
 from connector.inkit import InkitClient
 from connector.metrics import Metrics
+from connector.models import SegmentMessage
 from connector.processor import Processor
 from connector.retry import Backoff
 from connector.sender import Sender
@@ -327,3 +329,28 @@ def test_commit_metadata_lists_what_finished_behind_a_slow_record() -> None:
         assert consumer.committed_offsets[0] == 0  # record 0 still flies: nothing passed it
         release.set()
         wait_for(lambda: consumer.committed_offsets.get(0) == 4)
+
+
+def test_an_unreachable_registry_holds_the_partition_in_order_and_dead_letters_nothing() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    for seq in range(20):
+        consumer.append(0, b"same-user", event("same-user", seq))
+    delivered: list[dict[str, object]] = []
+    h = Harness(consumer, recording_handler(delivered))
+    decoder = h.processor._decoder
+    outage = {"left": 3}
+
+    class FlakyRegistryDecoder:
+        def decode(self, value: bytes | None) -> SegmentMessage:
+            if outage["left"] > 0:
+                outage["left"] -= 1
+                raise RegistryUnavailable("registry down")
+            return decoder.decode(value)
+
+    h.processor._decoder = FlakyRegistryDecoder()
+    h.processor._backoff = Backoff(base_s=0.01, max_s=0.02)
+    with h.running():
+        wait_for(lambda: consumer.committed_offsets.get(0) == 20)
+    assert [int(b["seq"]) for b in delivered] == list(range(20))  # type: ignore[call-overload]
+    assert h.producer.produced == []
+    assert h.metrics.retries.labels("registry_unavailable")._value.get() == 3
