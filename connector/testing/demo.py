@@ -22,7 +22,9 @@ from typing import Any, TextIO
 
 import httpx
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+
+# NewTopic: the documented import path, although the stubs declare it only in cimpl.
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.settings import KAFKA_PASSTHROUGH_PREFIX, SETTINGS
@@ -489,8 +491,9 @@ def _read_dead_letters(bootstrap: str, topic: str) -> list[dict[str, str]]:
             msg = consumer.poll(0.5)
             if msg is None or msg.error() is not None:
                 continue
+            raw: list[Any] = msg.headers() or []  # [(name, bytes)]
             headers.append(
-                {k: v.decode() for k, v in (msg.headers() or []) if k.startswith("inkit.")}
+                {key: value.decode() for key, value in raw if key.startswith("inkit.") and value}
             )
         return headers
     except KafkaException as exc:
