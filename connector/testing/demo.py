@@ -491,7 +491,7 @@ def _read_dead_letters(bootstrap: str, topic: str) -> list[dict[str, str]]:
             msg = consumer.poll(0.5)
             if msg is None or msg.error() is not None:
                 continue
-            raw: list[Any] = msg.headers() or []  # [(name, bytes)]
+            raw: Any = msg.headers() or []  # [(name, bytes)] for a consumed record
             headers.append(
                 {key: value.decode() for key, value in raw if key.startswith("inkit.") and value}
             )
