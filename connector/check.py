@@ -40,6 +40,9 @@ def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
     conf: dict[str, Any] = dict(settings.librdkafka_common())
     conf["error_cb"] = on_error
     conf["logger"] = logging.getLogger("connector.librdkafka")
+    # The check reports its own one-line verdict; librdkafka's per-attempt connection errors
+    # (syslog level 3, repeated every few hundred ms) would bury it.
+    conf["log_level"] = 2
     admin = AdminClient(conf)
     # The error callback only runs when the client is polled, so wait in short slices: a refused
     # SASL password is then reported as such within a second instead of as a timeout.
