@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
@@ -57,6 +58,8 @@ class _Partition:
     stall_attempts: int = 0
     initial_committed: int | None = None
     already_done: set[int] = field(default_factory=set)  # finished by a previous owner
+    last_offset: int | None = None  # highest offset read (a partition is read in order)
+    refetch_logged: bool = False
 
 
 class Processor:
@@ -151,21 +154,37 @@ class Processor:
             raise self._fatal
 
     def _final_commit(self) -> None:
-        """Commit what finished before leaving. A commit sent while the group rebalances fails
-        (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION) and only succeeds once this member has
-        rejoined, which needs the consumer polled: so poll (fetching nothing: every partition
-        is paused, and whatever arrives is not tracked) and try again, within the deadline."""
+        """Commit what finished, before the consumer is closed (close() leaves the group before
+        its revoke callback runs, so a commit made there is refused with UNKNOWN_MEMBER_ID).
+
+        While the group rebalances, librdkafka holds a synchronous commit behind the member's
+        JoinGroup, and the rebalance itself needs this member to keep polling: a commit
+        blocking the loop could wait a full request timeout (60 s). So the commit runs on a
+        helper thread while this thread polls (every partition paused; whatever arrives is
+        dropped, untracked), and a refused commit is retried, within the drain deadline."""
         deadline = self._clock() + self._drain_timeout_s
-        while not self._commit(force=True) and self._partitions:
-            if self._fatal is not None or self._clock() >= deadline:
-                logger.warning(
-                    "final offset commit did not succeed; the next owner re-reads "
-                    "from the last committed offset"
-                )
+        while self._partitions and self._fatal is None:
+            outcome: list[bool] = []
+            worker = threading.Thread(
+                target=self._commit_into, args=(outcome,), name="final-commit", daemon=True
+            )
+            worker.start()
+            while worker.is_alive() and self._clock() < deadline:
+                self.heartbeat = self._clock()
+                self._consumer.consume(POLL_BATCH, 0.1)  # serves the rebalance; records dropped
+                self._flow_control()  # partitions assigned meanwhile are paused too
+            if outcome and outcome[0]:
                 return
-            self.heartbeat = self._clock()
-            self._consumer.consume(POLL_BATCH, 0.2)  # serves the rebalance; records dropped
-            self._flow_control()  # partitions assigned meanwhile are paused too
+            if self._clock() >= deadline:
+                break
+        if self._partitions:
+            logger.warning(
+                "final offset commit did not land before the drain deadline; the next owner "
+                "re-reads from the last committed offset"
+            )
+
+    def _commit_into(self, outcome: list[bool]) -> None:
+        outcome.append(self._commit(force=True))
 
     # -- the loop ----------------------------------------------------------------------------
     def _step(self) -> None:
@@ -207,13 +226,27 @@ class Processor:
         state = self._partitions.get(key)
         if state is None:
             return  # a record of a partition we no longer own: its new owner reads it
-        self._tracker.track(key[0], key[1], record.offset())
+        offset = record.offset()
+        if state.last_offset is not None and offset <= state.last_offset:
+            # librdkafka fetched a range again (seen after a pause/resume during a rebalance):
+            # those records are already tracked here; processing them twice would send twice.
+            if not state.refetch_logged:
+                state.refetch_logged = True
+                logger.warning(
+                    "%s[%s]: offset %d fetched again; ignoring records already read",
+                    key[0],
+                    key[1],
+                    offset,
+                )
+            return
+        state.last_offset = offset
+        self._tracker.track(key[0], key[1], offset)
         state.unfinished += 1
         self._unfinished += 1
         self._metrics.records_consumed.labels(key[0]).inc()
-        if record.offset() in state.already_done:
-            state.already_done.discard(record.offset())
-            self._finish(key[0], key[1], record.offset(), Outcome.SKIPPED, "already_done")
+        if offset in state.already_done:
+            state.already_done.discard(offset)
+            self._finish(key[0], key[1], offset, Outcome.SKIPPED, "already_done")
             return
         if state.stalled:
             state.stalled.append(record)  # keep order behind the record waiting for the registry
@@ -371,6 +404,10 @@ class Processor:
                 for key, state in self._partitions.items()
                 if full or state.stalled or state.unfinished >= per_partition
             }
+        # A partition paused before anything was consumed from it resumes from its committed
+        # offset (or auto.offset.reset), not from where the fetcher was (librdkafka), which
+        # re-reads records; so it stays unpaused until its first record: one record at most.
+        wanted = {key for key in wanted if self._partitions[key].last_offset is not None}
         to_pause = wanted - self._paused
         to_resume = self._paused - wanted
         if to_pause:
@@ -384,8 +421,8 @@ class Processor:
 
     # -- commits and lag ---------------------------------------------------------------------
     def _commit(self, force: bool = False, only: Iterable[TPKey] | None = None) -> bool:
-        """Commit the watermark (throttled, asynchronous; or forced, synchronous). Returns
-        False only when a forced commit failed."""
+        """Commit the watermark: throttled and asynchronous, or forced (revoke: synchronous).
+        Returns False only when a forced commit failed."""
         if not self._commit_enabled:
             return True
         now = self._clock()
