@@ -4,7 +4,9 @@ signal handlers, run the consume loop, and close everything in order."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
 import time
 from types import FrameType
 from typing import Any
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 # /healthz fails when the loop has not turned for this long (a wedged process gets restarted).
 # It must exceed the longest legitimate pause of the loop: a drain on revoke.
 WEDGED_AFTER_S = 60.0
+# close() leaves the group; if a rebalance holds it, give up rather than outlive the grace period.
+CLOSE_TIMEOUT_S = 5.0
+SHUTDOWN_MARGIN_S = 5.0
 # Connections per httpx pool; INKIT_MAX_IN_FLIGHT is spread over as many pools as needed.
 HTTP_POOL_SHARD = 4
 
@@ -162,6 +167,13 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         logger.info("received %s: draining and stopping", signal.Signals(signum).name)
         processor.request_stop()
+        # The drain, the final commit and close() are each bounded, but librdkafka can hold a
+        # commit or a close behind a rebalance for a minute: never outlive the shutdown budget
+        # (keep it below Kubernetes' terminationGracePeriodSeconds).
+        budget_s = 2 * settings.drain_timeout_s + SHUTDOWN_MARGIN_S
+        watchdog = threading.Timer(budget_s, _give_up, args=(budget_s,))
+        watchdog.daemon = True
+        watchdog.start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -181,10 +193,29 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         return 1
     finally:
         metrics.ready.set(0)
-        consumer.close()  # leaves the group now, so the partitions move without a timeout
+        _close_within(consumer, CLOSE_TIMEOUT_S)
         if producer is not None:
             producer.flush(10)
         sender.stop()
         health.stop()
         logger.info("inkit-connector stopped")
     return 0
+
+
+def _close_within(consumer: Any, timeout_s: float) -> None:
+    """Close the consumer (leave the group so partitions move at once), bounded in time."""
+    closer = threading.Thread(target=consumer.close, name="consumer-close", daemon=True)
+    closer.start()
+    closer.join(timeout_s)
+    if closer.is_alive():
+        logger.warning("consumer close did not finish within %.0fs; exiting anyway", timeout_s)
+
+
+def _give_up(budget_s: float) -> None:
+    logger.error(
+        "shutdown exceeded %.0fs (a rebalance held the final commit or close); exiting now: "
+        "records delivered since the last commit may be sent again by the next owner",
+        budget_s,
+    )
+    logging.shutdown()
+    os._exit(0)

@@ -130,6 +130,10 @@ def group(
             process.kill()
 
 
+# Opt-in (--run-slow) while issue #9 is open: with members stopped during the rebalance that
+# adding partitions starts, the final commit can be held by librdkafka or overtaken, and the run
+# is not yet reliable enough to gate CI (see RELIABILITY.md, "Open issues").
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_partitions_added_and_graceful_member_changes_lose_nothing_and_send_nothing_twice(
     group: Group, request: pytest.FixtureRequest
