@@ -94,11 +94,6 @@ def build_producer(settings: Settings, error_cb: Callable[[Any], None]) -> Any:
     return Producer(producer_config(settings, error_cb))
 
 
-def is_fatal(error: Any) -> bool:
-    """librdkafka errors after which the client cannot go on (fenced, fatal idempotence, ...)."""
-    return bool(error.fatal())
-
-
 def describe(error: Any) -> str:
     """A short text for a KafkaError, without the payload."""
     code = error.code()
