@@ -12,13 +12,15 @@ from types import FrameType
 from typing import Any
 
 import httpx
+from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from connector import __version__
 from connector.check import check_registry, kafka_topics
-from connector.consumer import build_consumer, build_producer, describe
+from connector.consumer import build_consumer, build_producer, describe, scanner_config
 from connector.decoding import build_decoder
 from connector.dlq import DeadLetterQueue
+from connector.dlq_recovery import DeadLetterScanner
 from connector.errors import ConnectorError, ConsumerError, StartupError
 from connector.health import HealthServer
 from connector.inkit import InkitClient
@@ -111,7 +113,20 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
 
     consumer = build_consumer(settings, on_kafka_error, on_commit)
     producer = None if dry_run else build_producer(settings, on_kafka_error)
-    dlq = None if producer is None else DeadLetterQueue(producer, settings.dlq_topic, metrics)
+    dlq = (
+        None
+        if producer is None
+        else DeadLetterQueue(producer, settings.dlq_topic, metrics, settings.group_id)
+    )
+
+    def on_scanner_error(err: Any) -> None:
+        logger.warning("Kafka (dead-letter scan): %s", describe(err))
+
+    scanner = DeadLetterScanner(
+        lambda: Consumer(scanner_config(settings, on_scanner_error)),
+        settings.dlq_topic,
+        settings.group_id,
+    )
     http_clients: list[httpx.AsyncClient] = []
 
     def client_factory() -> Any:
@@ -144,6 +159,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         drain_timeout_s=settings.drain_timeout_s,
         commit_interval_s=settings.commit_interval_s,
         commit=not dry_run,
+        scanner=None if dry_run else scanner,
     )
     processor_ref.append(processor)
 
@@ -196,6 +212,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         _close_within(consumer, CLOSE_TIMEOUT_S)
         if producer is not None:
             producer.flush(10)
+        scanner.close()
         sender.stop()
         health.stop()
         logger.info("inkit-connector stopped")

@@ -82,6 +82,32 @@ def producer_config(settings: Settings, error_cb: Callable[[Any], None]) -> dict
     return conf
 
 
+# Group settings mean nothing to a consumer that only assigns.
+_GROUP_KEYS = ("partition.assignment", "session.", "group.", "heartbeat.", "max.poll")
+
+
+def scanner_config(settings: Settings, error_cb: Callable[[Any], None]) -> dict[str, Any]:
+    """The consumer that reads the dead-letter topic back at assignment (dlq_recovery.py): it
+    assigns partitions and never joins a group or commits; librdkafka still wants a group.id."""
+    conf: dict[str, Any] = {
+        key: value
+        for key, value in settings.librdkafka_common().items()
+        if not key.startswith(_GROUP_KEYS)
+    }
+    conf.update(
+        {
+            "group.id": f"{settings.group_id}.dlq-scan",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "queued.max.messages.kbytes": DEFAULT_QUEUED_MAX_KBYTES,
+            "error_cb": error_cb,
+            "logger": rdkafka_logger,
+        }
+    )
+    return conf
+
+
 def build_consumer(
     settings: Settings,
     error_cb: Callable[[Any], None],

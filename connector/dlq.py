@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from connector import __version__
+from connector.dlq_recovery import GROUP_HEADER
 from connector.errors import RecordError
 from connector.metrics import Metrics
 
@@ -19,9 +20,12 @@ logger = logging.getLogger(__name__)
 HEADER_PREFIX = "inkit."
 
 
-def dead_letter_headers(record: Any, error: RecordError) -> list[tuple[str, bytes]]:
-    """Headers of a dead-letter copy: origin, error class and reason, HTTP status and a redacted
-    response excerpt. Never a trait value: reasons and details are built without them."""
+def dead_letter_headers(
+    record: Any, error: RecordError, group_id: str = ""
+) -> list[tuple[str, bytes]]:
+    """Headers of a dead-letter copy: origin (and the consumer group that wrote it), error class
+    and reason, HTTP status and a redacted response excerpt. Never a trait value: reasons and
+    details are built without them."""
     _ts_type, timestamp_ms = record.timestamp()
     headers = [
         ("inkit.original.topic", record.topic()),
@@ -34,6 +38,9 @@ def dead_letter_headers(record: Any, error: RecordError) -> list[tuple[str, byte
         ("inkit.failed.at", str(int(time.time() * 1000))),
         ("inkit.connector.version", __version__),
     ]
+    if group_id:
+        # Read back at assignment (dlq_recovery.py): this group's copies are not written twice.
+        headers.append((GROUP_HEADER, group_id))
     status = getattr(error, "status", None)
     if status is not None:
         headers.append(("inkit.http.status", str(status)))
@@ -52,9 +59,10 @@ class DeadLetterQueue:
     thread once Kafka acked (ok=True) or refused (ok=False) the copy.
     """
 
-    def __init__(self, producer: Any, topic: str, metrics: Metrics) -> None:
+    def __init__(self, producer: Any, topic: str, metrics: Metrics, group_id: str = "") -> None:
         self._producer = producer
         self._topic = topic
+        self._group_id = group_id
         self._metrics = metrics
 
     def send(
@@ -82,7 +90,7 @@ class DeadLetterQueue:
                 )
             on_done(err is None)
 
-        headers = dead_letter_headers(record, error)
+        headers = dead_letter_headers(record, error, self._group_id)
         if omit_value:
             headers.append(("inkit.value.omitted", b"too_large"))
         try:

@@ -12,6 +12,8 @@ ConnectorError
 │   └── RegistryUnavailable  the schema registry could not be reached (not the record's fault)
 ├── AuthError             401/403: the key is wrong or revoked; pause everything, readiness false
 ├── ConsumerError         librdkafka reported an error we cannot continue from
+├── DeadLetterScanError   the dead-letter topic could not be read back at assignment (logged;
+│                         a copy may then be written twice)
 └── StartupError          a service the connector needs is unreachable at start-up: exit 1
 
 Every error carries a short machine-readable ``reason`` (a snake_case code used in metric labels
@@ -123,6 +125,12 @@ class ConsumerError(ConnectorError):
     """librdkafka reported a fatal error, or a commit failed in a way we cannot continue from."""
 
     reason = "consumer"
+
+
+class DeadLetterScanError(ConnectorError):
+    """The dead-letter topic could not be read to its end at assignment (see dlq_recovery.py)."""
+
+    reason = "dead_letter_scan"
 
 
 class StartupError(ConnectorError):

@@ -117,6 +117,12 @@ class Metrics:
             "dead_letter_produce_failures",
             "Dead-letter produces that failed (the record is retried, its offset not committed).",
         )
+        self.dead_letter_scans = counter(
+            "dead_letter_scans",
+            "Reads of the dead-letter topic at assignment, looking for copies a previous owner "
+            "wrote after its last commit, by result (ok, failed: a copy may be written twice).",
+            ("result",),
+        )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
         self.build_info.labels(__version__).set(1)
 
@@ -127,4 +133,6 @@ class Metrics:
             self.offset_commits.labels(result)
         for event in REBALANCE_EVENTS:
             self.rebalances.labels(event)
+        for result in ("ok", "failed"):
+            self.dead_letter_scans.labels(result)
         self.records.labels(Outcome.DELIVERED.value, "ok")

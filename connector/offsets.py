@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 TopicPartitionKey = tuple[str, int]
 
 
 class _PartitionOffsets:
-    __slots__ = ("committable", "done", "pending")
+    __slots__ = ("committable", "done", "pending", "read_at")
 
     def __init__(self) -> None:
         self.pending: deque[int] = deque()  # offsets received and not yet passed by the watermark
+        self.read_at: deque[int] = deque()  # when each pending offset was read (epoch ms)
         self.done: set[int] = set()  # finished offsets above the watermark
         self.committable: int | None = None  # next offset to commit (last contiguous done + 1)
 
@@ -29,8 +31,8 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._partitions: dict[TopicPartitionKey, _PartitionOffsets] = {}
 
-    def track(self, topic: str, partition: int, offset: int) -> None:
-        """Register a record that was read and is not finished yet."""
+    def track(self, topic: str, partition: int, offset: int, read_at_ms: int = 0) -> None:
+        """Register a record that was read (at ``read_at_ms``, wall clock) and is not finished."""
         state = self._partitions.setdefault((topic, partition), _PartitionOffsets())
         if state.pending and offset <= state.pending[-1]:
             raise ValueError(f"offset went backwards on {topic}[{partition}]: {offset}")
@@ -41,6 +43,7 @@ class OffsetTracker:
             # always safe, and lets progress above it be recorded (see encode_done).
             state.committable = offset
         state.pending.append(offset)
+        state.read_at.append(read_at_ms)
 
     def mark_done(self, topic: str, partition: int, offset: int) -> None:
         """The record finished for good (delivered, skipped, or its dead-letter copy acked)."""
@@ -50,6 +53,7 @@ class OffsetTracker:
         state.done.add(offset)
         while state.pending and state.pending[0] in state.done:
             head = state.pending.popleft()
+            state.read_at.popleft()
             state.done.discard(head)
             state.committable = head + 1
 
@@ -70,6 +74,13 @@ class OffsetTracker:
         state = self._partitions.get((topic, partition))
         return sorted(state.done) if state is not None else []
 
+    def oldest_read_ms(self, topic: str, partition: int) -> int | None:
+        """When the oldest record not yet passed by the watermark was read; None if none is.
+        Anything this process did for the partition's uncommitted records (a dead-letter copy,
+        say) happened at or after that instant."""
+        state = self._partitions.get((topic, partition))
+        return state.read_at[0] if state is not None and state.read_at else None
+
     def outstanding(self, topic: str, partition: int) -> int:
         """Records tracked and not yet passed by the watermark (finished or not)."""
         state = self._partitions.get((topic, partition))
@@ -81,12 +92,50 @@ class OffsetTracker:
             self._partitions.pop(key, None)
 
 
-# Commit metadata: which records above the committed offset are already finished. A partition's
-# next owner (or this process after a crash) skips them instead of sending them again, so a
-# record that finished while an earlier one was still in flight is not a duplicate. The broker
-# keeps at most offset.metadata.max.bytes (4096 by default) per partition.
+# Commit metadata: which records above the committed offset are already finished, and since when
+# the records from the committed offset on were being worked on. A partition's next owner (or
+# this process after a crash) skips the finished ones instead of sending them again, so a record
+# that finished while an earlier one was still in flight is not a duplicate; and it looks for
+# dead-letter copies written since that instant (see dlq_recovery.py), so a crash between a
+# dead-letter ack and the next commit does not write the copy twice. The broker keeps at most
+# offset.metadata.max.bytes (4096 by default) per partition. Format: "since:<ms>;done:0-3,7".
 METADATA_PREFIX = "done:"
+SINCE_PREFIX = "since:"
+SEPARATOR = ";"
 MAX_METADATA_CHARS = 3500
+
+
+@dataclass(frozen=True)
+class CommitMetadata:
+    done: frozenset[int] = frozenset()  # absolute offsets above the committed one, finished
+    since_ms: int | None = None  # the uncommitted records were read at or after this instant
+
+
+def encode_metadata(committed: int, done: list[int], since_ms: int | None) -> str:
+    """The commit metadata of ``committed``: ``since_ms`` (if any) and ``done`` as ranges."""
+    parts = [] if since_ms is None else [f"{SINCE_PREFIX}{since_ms}"]
+    ranges = encode_done(committed, done)
+    if ranges:
+        parts.append(ranges)
+    return SEPARATOR.join(parts)
+
+
+def decode_metadata(committed: int, metadata: str | None) -> CommitMetadata:
+    """What ``encode_metadata`` wrote; empty for anything unexpected (an older or foreign
+    metadata text only costs re-sends, never a skipped record)."""
+    if not metadata or committed < 0:
+        return CommitMetadata()
+    since_ms: int | None = None
+    done: set[int] = set()
+    for part in metadata.split(SEPARATOR):
+        if part.startswith(SINCE_PREFIX):
+            try:
+                since_ms = int(part[len(SINCE_PREFIX) :])
+            except ValueError:
+                since_ms = None
+        elif part.startswith(METADATA_PREFIX):
+            done = decode_done(committed, part)
+    return CommitMetadata(frozenset(done), since_ms)
 
 
 def encode_done(committed: int, done: list[int]) -> str:
@@ -110,6 +159,8 @@ def encode_done(committed: int, done: list[int]) -> str:
 
 def decode_done(committed: int, metadata: str | None) -> set[int]:
     """The absolute offsets ``encode_done`` described; an empty set for anything unexpected."""
+    if metadata and SEPARATOR in metadata:
+        return set(decode_metadata(committed, metadata).done)
     if not metadata or not metadata.startswith(METADATA_PREFIX) or committed < 0:
         return set()
     offsets: set[int] = set()

@@ -15,10 +15,11 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaException, TopicPartition
 
 from connector.dlq import DeadLetterQueue
-from connector.errors import ConsumerError, RecordError, RegistryUnavailable
+from connector.dlq_recovery import DeadLetterScanner
+from connector.errors import ConsumerError, DeadLetterScanError, RecordError, RegistryUnavailable
 from connector.metrics import Metrics
 from connector.models import InkitRequest, Outcome, RecordRef, SegmentMessage, Skip
-from connector.offsets import OffsetTracker, decode_done, encode_done
+from connector.offsets import OffsetTracker, decode_metadata, encode_metadata
 from connector.ordering import KeyedScheduler
 from connector.retry import Backoff
 from connector.sender import Job, Result, ResultKind, Sender
@@ -58,6 +59,7 @@ class _Partition:
     stall_attempts: int = 0
     initial_committed: int | None = None
     already_done: set[int] = field(default_factory=set)  # finished by a previous owner
+    already_dead_lettered: set[int] = field(default_factory=set)  # its copy is in the DLQ
     last_offset: int | None = None  # highest offset read (a partition is read in order)
     refetch_logged: bool = False
 
@@ -86,7 +88,9 @@ class Processor:
         drain_timeout_s: float,
         commit_interval_s: float,
         commit: bool = True,
+        scanner: DeadLetterScanner | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._consumer = consumer
         self._decoder = decoder
@@ -100,7 +104,9 @@ class Processor:
         self._drain_timeout_s = drain_timeout_s
         self._commit_interval_s = commit_interval_s
         self._commit_enabled = commit
+        self._scanner = scanner
         self._clock = clock
+        self._wall_clock = wall_clock
         self._tracker = OffsetTracker()
         self._scheduler: KeyedScheduler[Job] = KeyedScheduler()
         self._partitions: dict[TPKey, _Partition] = {}
@@ -240,13 +246,17 @@ class Processor:
                 )
             return
         state.last_offset = offset
-        self._tracker.track(key[0], key[1], offset)
+        self._tracker.track(key[0], key[1], offset, int(self._wall_clock() * 1000))
         state.unfinished += 1
         self._unfinished += 1
         self._metrics.records_consumed.labels(key[0]).inc()
         if offset in state.already_done:
             state.already_done.discard(offset)
             self._finish(key[0], key[1], offset, Outcome.SKIPPED, "already_done")
+            return
+        if offset in state.already_dead_lettered:
+            state.already_dead_lettered.discard(offset)
+            self._finish(key[0], key[1], offset, Outcome.SKIPPED, "already_dead_lettered")
             return
         if state.stalled:
             state.stalled.append(record)  # keep order behind the record waiting for the registry
@@ -434,8 +444,14 @@ class Processor:
         for (topic, partition), next_offset in self._tracker.all_committable().items():
             if keys is not None and (topic, partition) not in keys:
                 continue
-            metadata = encode_done(next_offset, self._tracker.done_above(topic, partition))
             state = self._partitions.get((topic, partition))
+            done = self._tracker.done_above(topic, partition)
+            if state is not None and (state.already_done or state.already_dead_lettered):
+                # Known finished and not read again yet: the next owner must skip them too.
+                done = sorted({*done, *state.already_done, *state.already_dead_lettered})
+            metadata = encode_metadata(
+                next_offset, done, self._tracker.oldest_read_ms(topic, partition)
+            )
             baseline = self._committed.get((topic, partition)) or (
                 (state.initial_committed, "") if state is not None else None
             )
@@ -533,13 +549,21 @@ class Processor:
         self._metrics.rebalances.labels("assigned").inc()
         self._generation += 1
         committed: dict[TPKey, tuple[int | None, set[int]]] = {}
+        since: dict[TPKey, int] = {}
         try:
             for tp in consumer.committed(partitions, timeout=10):
                 offset = tp.offset if tp.offset >= 0 else None
-                done = decode_done(tp.offset, tp.metadata) if offset is not None else set()
-                committed[(tp.topic, tp.partition)] = (offset, done)
+                key = (tp.topic, tp.partition)
+                if offset is None:
+                    committed[key] = (None, set())
+                    continue
+                metadata = decode_metadata(offset, tp.metadata)
+                committed[key] = (offset, set(metadata.done))
+                if metadata.since_ms is not None:
+                    since[key] = metadata.since_ms
         except KafkaException as exc:
             logger.warning("could not read committed offsets at assignment: %s", exc.args[0])
+        dead_lettered = self._dead_letters_since(since, committed)
         for tp in partitions:
             key = (tp.topic, tp.partition)
             offset, done = committed.get(key, (None, set()))
@@ -549,9 +573,42 @@ class Processor:
                 self._generation,
                 initial_committed=offset,
                 already_done=done,
+                already_dead_lettered=dead_lettered.get(key, set()) - done,
             )
         self._metrics.assigned_partitions.set(len(self._partitions))
         logger.info("partitions assigned: %s", _describe(partitions))
+
+    def _dead_letters_since(
+        self, since: dict[TPKey, int], committed: dict[TPKey, tuple[int | None, set[int]]]
+    ) -> dict[TPKey, set[int]]:
+        """Offsets of the newly assigned partitions whose dead-letter copy a previous owner
+        wrote after its last commit (a crash came between the ack and the commit)."""
+        if self._scanner is None or self._dlq is None or not since:
+            return {}
+        watermarks = {key: committed[key][0] for key in since}
+        started = self._clock()
+        try:
+            found = self._scanner.written_since(
+                min(since.values()), {k: v for k, v in watermarks.items() if v is not None}
+            )
+        except DeadLetterScanError as exc:
+            self._metrics.dead_letter_scans.labels("failed").inc()
+            logger.warning(
+                "could not read the dead-letter topic back (%s); a dead letter written just "
+                "before the previous owner stopped may be written again",
+                exc.detail,
+            )
+            return {}
+        self._metrics.dead_letter_scans.labels("ok").inc()
+        if found:
+            # Only after an unclean stop (a crash between a dead-letter ack and the commit).
+            logger.warning(
+                "dead letters already written by a previous owner, not written again: %s "
+                "(scan took %.2fs)",
+                ", ".join(f"{t}[{p}]: {len(o)}" for (t, p), o in sorted(found.items())),
+                self._clock() - started,
+            )
+        return found
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]

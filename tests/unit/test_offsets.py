@@ -2,7 +2,15 @@
 
 import pytest
 
-from connector.offsets import MAX_METADATA_CHARS, OffsetTracker, decode_done, encode_done
+from connector.offsets import (
+    MAX_METADATA_CHARS,
+    CommitMetadata,
+    OffsetTracker,
+    decode_done,
+    decode_metadata,
+    encode_done,
+    encode_metadata,
+)
 
 
 def test_the_watermark_stays_at_the_first_unfinished_record() -> None:
@@ -68,3 +76,25 @@ def test_commit_metadata_is_bounded_and_garbage_is_ignored() -> None:
     assert decode_done(99, text) <= set(many)  # a prefix: what did not fit is re-sent
     for junk in (None, "", "other tool's metadata", "done:x-y", "done:-"):
         assert decode_done(5, junk) == set()
+
+
+def test_commit_metadata_carries_since_when_the_uncommitted_records_were_worked_on() -> None:
+    text = encode_metadata(10, [12, 13], 1_700_000_000_123)
+    assert text == "since:1700000000123;done:2-3"
+    assert decode_metadata(10, text) == CommitMetadata(frozenset({12, 13}), 1_700_000_000_123)
+    assert decode_done(10, text) == {12, 13}
+    assert encode_metadata(10, [], None) == ""
+    # Written by an earlier version: the done ranges still count.
+    assert decode_metadata(10, "done:2-3") == CommitMetadata(frozenset({12, 13}), None)
+    assert decode_metadata(10, "since:soon;done:0") == CommitMetadata(frozenset({10}), None)
+
+
+def test_oldest_read_time_is_that_of_the_first_record_the_watermark_has_not_passed() -> None:
+    t = OffsetTracker()
+    assert t.oldest_read_ms("t", 0) is None
+    t.track("t", 0, 5, read_at_ms=1000)
+    t.track("t", 0, 6, read_at_ms=2000)
+    t.mark_done("t", 0, 6)
+    assert t.oldest_read_ms("t", 0) == 1000  # 6 is done, but 5 is not: look back to 5
+    t.mark_done("t", 0, 5)
+    assert t.oldest_read_ms("t", 0) is None

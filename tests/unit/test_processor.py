@@ -17,10 +17,11 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from connector.dlq import DeadLetterQueue
-from connector.errors import RegistryUnavailable
+from connector.errors import DeadLetterScanError, RegistryUnavailable
 from connector.inkit import InkitClient
 from connector.metrics import Metrics
 from connector.models import SegmentMessage
+from connector.offsets import decode_metadata
 from connector.processor import Processor
 from connector.retry import Backoff
 from connector.sender import Sender
@@ -68,6 +69,7 @@ class Harness:
             max_buffered=int(kw.pop("max_buffered", 1000)),  # type: ignore[call-overload]
             drain_timeout_s=float(kw.pop("drain_timeout_s", 5.0)),  # type: ignore[arg-type]
             commit_interval_s=0.0,
+            scanner=kw.pop("scanner", None),  # type: ignore[arg-type]
         )
         consumer.commit_cb = self.processor.on_commit
 
@@ -324,11 +326,72 @@ def test_commit_metadata_lists_what_finished_behind_a_slow_record() -> None:
         return httpx.Response(202)
 
     h = Harness(consumer, handler)
+    started_ms = int(time.time() * 1000)
     with h.running():
-        wait_for(lambda: consumer.committed_metadata.get(0) == "done:1-3")
+        wait_for(lambda: decode_metadata(0, consumer.committed_metadata.get(0)).done == {1, 2, 3})
         assert consumer.committed_offsets[0] == 0  # record 0 still flies: nothing passed it
+        # ... and since when it was worked on: where the next owner looks for dead letters.
+        since = decode_metadata(0, consumer.committed_metadata[0]).since_ms
+        assert since is not None
+        assert started_ms <= since <= int(time.time() * 1000)
         release.set()
         wait_for(lambda: consumer.committed_offsets.get(0) == 4)
+    # Nothing left unfinished: no instant to look back from.
+    assert decode_metadata(4, consumer.committed_metadata[0]).since_ms is None
+
+
+class FakeScanner:
+    """Stands in for DeadLetterScanner: the copies a previous owner left, or a failure."""
+
+    def __init__(self, found: dict[tuple[str, int], set[int]], *, fail: bool = False) -> None:
+        self.found = found
+        self.fail = fail
+        self.calls: list[tuple[int, dict[tuple[str, int], int]]] = []
+
+    def written_since(
+        self, since_ms: int, committed: dict[tuple[str, int], int]
+    ) -> dict[tuple[str, int], set[int]]:
+        self.calls.append((since_ms, dict(committed)))
+        if self.fail:
+            raise DeadLetterScanError("dead-letter topic unreadable")
+        return self.found
+
+    def close(self) -> None:
+        pass
+
+
+def _previous_owner_died_after_one_dead_letter(scanner: FakeScanner) -> Harness:
+    consumer = FakeConsumer("t", partitions=1)
+    consumer.append(0, b"u0", event("u0", 0))  # delivered and committed by the previous owner
+    consumer.append(0, b"u1", b"")  # undecodable: its copy was written, then the owner died
+    consumer.append(0, b"u2", b"")  # undecodable: its copy was never written
+    consumer.append(0, b"u3", event("u3", 3))
+    consumer.committed_offsets[0] = 1
+    consumer.committed_metadata[0] = "since:1700000000000"
+    return Harness(consumer, recording_handler([]), scanner=scanner)
+
+
+def test_a_dead_letter_the_previous_owner_wrote_after_its_last_commit_is_not_written_again() -> (
+    None
+):
+    scanner = FakeScanner({("t", 0): {1}})
+    h = _previous_owner_died_after_one_dead_letter(scanner)
+    with h.running():
+        wait_for(lambda: h.consumer.committed_offsets.get(0) == 4)
+    assert scanner.calls == [(1700000000000, {("t", 0): 1})]
+    written = [dict(p["headers"])["inkit.original.offset"] for p in h.producer.produced]
+    assert written == [b"2"]
+    assert h.metrics.records.labels("skipped", "already_dead_lettered")._value.get() == 1
+    assert h.metrics.dead_letter_scans.labels("ok")._value.get() == 1
+
+
+def test_when_the_dead_letter_topic_cannot_be_read_back_the_copy_is_written_again() -> None:
+    h = _previous_owner_died_after_one_dead_letter(FakeScanner({}, fail=True))
+    with h.running():
+        wait_for(lambda: h.consumer.committed_offsets.get(0) == 4)
+    written = [dict(p["headers"])["inkit.original.offset"] for p in h.producer.produced]
+    assert written == [b"1", b"2"]  # at least once: a duplicate, never a loss
+    assert h.metrics.dead_letter_scans.labels("failed")._value.get() == 1
 
 
 def test_an_unreachable_registry_holds_the_partition_in_order_and_dead_letters_nothing() -> None:
