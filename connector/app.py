@@ -156,6 +156,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         topic=settings.topic,
         max_in_flight=settings.max_in_flight,
         max_buffered=settings.max_buffered_records,
+        max_uncommitted=settings.max_uncommitted_records,
         drain_timeout_s=settings.drain_timeout_s,
         commit_interval_s=settings.commit_interval_s,
         commit=not dry_run,

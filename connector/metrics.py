@@ -81,6 +81,11 @@ class Metrics:
         self.buffered = gauge(
             "buffered_records", "Records fetched from Kafka and not finished yet (in memory)."
         )
+        self.uncommitted = gauge(
+            "uncommitted_records",
+            "Records finished or in flight and not yet covered by an offset commit Kafka "
+            "accepted: what a crash now could send again (capped by MAX_UNCOMMITTED_RECORDS).",
+        )
         self.paused_partitions = gauge("paused_partitions", "Assigned partitions paused now.")
         self.assigned_partitions = gauge("assigned_partitions", "Partitions assigned now.")
         self.offset_commits = counter(

@@ -33,6 +33,10 @@ BUSY_POLL_S = 0.005
 IN_FLIGHT_POLL_S = 0.001
 LAG_REFRESH_S = 2.0
 DLQ_RETRY_S = 1.0
+# At half of MAX_UNCOMMITTED_RECORDS a commit goes out before COMMIT_INTERVAL_SECONDS, but not
+# more often than this, and only while commits land (no commit storm while Kafka is away).
+EARLY_COMMIT_MIN_S = 0.02
+GATE_LOG_EVERY_S = 30.0
 # Reasons of records that are skipped rather than dead-lettered: deliberate, not broken.
 SKIP_DECODE_REASONS = frozenset({"tombstone"})
 
@@ -62,6 +66,10 @@ class _Partition:
     already_dead_lettered: set[int] = field(default_factory=set)  # its copy is in the DLQ
     last_offset: int | None = None  # highest offset read (a partition is read in order)
     refetch_logged: bool = False
+    finished: int = 0  # records finished since the assignment
+    landed: int = 0  # how many of those a commit Kafka accepted covers
+    # Commits sent and not yet answered, in order: (offset, metadata, records finished then).
+    sent_commits: list[tuple[int, str, int]] = field(default_factory=list)
 
 
 class Processor:
@@ -86,6 +94,7 @@ class Processor:
         max_in_flight: int,
         max_buffered: int,
         drain_timeout_s: float,
+        max_uncommitted: int | None = None,
         commit_interval_s: float,
         commit: bool = True,
         scanner: DeadLetterScanner | None = None,
@@ -101,6 +110,7 @@ class Processor:
         self._topic = topic
         self._max_in_flight = max_in_flight
         self._max_buffered = max_buffered
+        self._max_uncommitted = max_uncommitted or 4 * max_in_flight
         self._drain_timeout_s = drain_timeout_s
         self._commit_interval_s = commit_interval_s
         self._commit_enabled = commit
@@ -115,6 +125,9 @@ class Processor:
         self._dlq_retry: deque[tuple[float, Any, RecordError, int]] = deque()
         self._in_flight = 0
         self._unfinished = 0
+        self._uncommitted = 0  # finished records no landed commit covers (see _land)
+        self._last_commit_failed = False
+        self._gate_logged = 0.0
         self._generation = 0
         self._last_commit = 0.0
         self._last_lag = 0.0
@@ -213,7 +226,7 @@ class Processor:
         if self._dlq is not None:
             self._dlq.poll(0)
         self._dispatch()
-        self._commit()
+        self._commit(early=2 * (self._uncommitted + self._in_flight) >= self._max_uncommitted)
         self._refresh_lag()
 
     def _poll_timeout(self) -> float:
@@ -317,8 +330,16 @@ class Processor:
             else:
                 state.stall_attempts = 0
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, *, gated: bool = True) -> None:
+        """Send what may go: within INKIT_MAX_IN_FLIGHT and, unless draining (the records were
+        read and must finish now), within MAX_UNCOMMITTED_RECORDS: a crash re-sends at most
+        what no landed commit covers, so that is capped, also while commits cannot land."""
         room = self._max_in_flight - self._in_flight
+        if gated:
+            uncommitted_room = self._max_uncommitted - self._uncommitted - self._in_flight
+            if uncommitted_room <= 0 and self._scheduler.has_ready():
+                self._log_gate()
+            room = min(room, uncommitted_room)
         if room <= 0 or not self._scheduler.has_ready() or self._sender.auth_blocked:
             return
         jobs = self._scheduler.take(room)
@@ -326,6 +347,16 @@ class Processor:
             self._partitions[(job.ref.topic, job.ref.partition)].flying.add(job)
         self._in_flight += len(jobs)
         self._sender.submit(jobs)
+
+    def _log_gate(self) -> None:
+        now = self._clock()
+        if now - self._gate_logged >= GATE_LOG_EVERY_S:
+            self._gate_logged = now
+            logger.warning(
+                "%d records finished and not yet covered by an offset commit (the limit, "
+                "MAX_UNCOMMITTED_RECORDS): nothing new is sent until a commit lands",
+                self._uncommitted,
+            )
 
     def _handle_results(self, results: Iterable[Result]) -> None:
         for result in results:
@@ -358,6 +389,8 @@ class Processor:
         self._tracker.mark_done(topic, partition, offset)
         state.unfinished -= 1
         self._unfinished -= 1
+        state.finished += 1
+        self._uncommitted += 1
         self._metrics.records.labels(outcome.value, reason).inc()
 
     def _dead_letter(self, record: Any, error: RecordError, generation: int | None = None) -> None:
@@ -428,15 +461,21 @@ class Processor:
         self._metrics.paused_partitions.set(len(wanted))
         self._metrics.ready.set(0 if self._stopping or self._sender.auth_blocked else 1)
         self._metrics.buffered.set(self._unfinished)
+        self._metrics.uncommitted.set(self._uncommitted + self._in_flight)
 
     # -- commits and lag ---------------------------------------------------------------------
-    def _commit(self, force: bool = False, only: Iterable[TPKey] | None = None) -> bool:
-        """Commit the watermark: throttled and asynchronous, or forced (revoke: synchronous).
+    def _commit(
+        self, force: bool = False, only: Iterable[TPKey] | None = None, *, early: bool = False
+    ) -> bool:
+        """Commit the watermark: throttled and asynchronous (``early``: before the interval,
+        the uncommitted records near their cap), or forced (revoke: synchronous).
         Returns False only when a forced commit failed."""
         if not self._commit_enabled:
             return True
         now = self._clock()
-        if not force and now - self._last_commit < self._commit_interval_s:
+        since_last = now - self._last_commit
+        early_ok = early and not self._last_commit_failed and since_last >= EARLY_COMMIT_MIN_S
+        if not force and since_last < self._commit_interval_s and not early_ok:
             return True
         self._last_commit = now
         keys = set(only) if only is not None else None
@@ -463,6 +502,12 @@ class Processor:
                 if metadata:
                     tp = TopicPartition(topic, partition, next_offset, metadata=metadata)
                 offsets.append(tp)
+                if state is not None:
+                    state.sent_commits.append((next_offset, metadata, state.finished))
+            elif state is not None and not state.sent_commits:
+                # Nothing new to record and no commit pending: what finished is covered as
+                # well as it can be (the metadata may have been full).
+                self._land(state, state.finished)
         if not offsets:
             return True
         if not force:
@@ -488,13 +533,19 @@ class Processor:
         """Result of a commit (librdkafka's on_commit callback, served by consume())."""
         if error is not None:
             self._metrics.offset_commits.labels("failure").inc()
+            self._last_commit_failed = True
             logger.warning("offset commit failed (will retry): %s", error)
             for tp in partitions:
                 self._committed.pop((tp.topic, tp.partition), None)
+                state = self._partitions.get((tp.topic, tp.partition))
+                if state is not None:
+                    _answered(state, tp)
             return
         failed = False
         for tp in partitions:
             key = (tp.topic, tp.partition)
+            state = self._partitions.get(key)
+            sent = None if state is None else _answered(state, tp)
             if tp.error is not None:
                 failed = True
                 self._committed.pop(key, None)
@@ -502,10 +553,19 @@ class Processor:
                     "offset commit failed for %s[%s]: %s", tp.topic, tp.partition, tp.error
                 )
                 continue
+            if state is not None and sent is not None:
+                self._land(state, sent)
             self._committed[key] = (tp.offset, tp.metadata or "")
             if key in self._partitions:  # a late result for a revoked partition sets no gauge
                 self._metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
         self._metrics.offset_commits.labels("failure" if failed else "success").inc()
+        self._last_commit_failed = failed
+
+    def _land(self, state: _Partition, finished: int) -> None:
+        """A commit Kafka accepted covers the first ``finished`` records finished in it."""
+        if finished > state.landed:
+            self._uncommitted -= finished - state.landed
+            state.landed = finished
 
     def _refresh_lag(self, force: bool = False) -> None:
         now = self._clock()
@@ -573,7 +633,7 @@ class Processor:
                 self._generation,
                 initial_committed=offset,
                 already_done=done,
-                already_dead_lettered=dead_lettered.get(key, set()) - done,
+                already_dead_lettered=dead_lettered.get(key, set()),
             )
         self._metrics.assigned_partitions.set(len(self._partitions))
         logger.info("partitions assigned: %s", _describe(partitions))
@@ -600,6 +660,8 @@ class Processor:
             )
             return {}
         self._metrics.dead_letter_scans.labels("ok").inc()
+        # Those the commit metadata already lists as done are skipped anyway.
+        found = {k: v - committed[k][1] for k, v in found.items() if v - committed[k][1]}
         if found:
             # Only after an unclean stop (a crash between a dead-letter ack and the commit).
             logger.warning(
@@ -643,7 +705,7 @@ class Processor:
             self._handle_results(self._sender.drain_results())
             self._retry_stalled()
             self._retry_dead_letters()
-            self._dispatch()
+            self._dispatch(gated=False)
             if self._dlq is not None:
                 self._dlq.poll(0)
             self._sender.wakeup.wait(0.02)
@@ -667,6 +729,7 @@ class Processor:
             state = self._partitions.pop(key, None)
             if state is not None:
                 self._unfinished -= state.unfinished
+                self._uncommitted -= state.finished - state.landed
                 # Still in flight after the drain deadline: abandon them. Inkit may still
                 # accept some; the partition's next owner re-sends them (a possible duplicate).
                 self._sender.cancel(list(state.flying))
@@ -686,6 +749,22 @@ class Processor:
             self.fail(ConsumerError(f"fatal Kafka error: {error.str()}"))
             return
         logger.warning("Kafka consumer error: %s", error.str())
+
+
+def _answered(state: _Partition, tp: Any) -> int | None:
+    """Match a commit result to the commit sent (same offset and metadata, else the oldest with
+    the same offset) and forget it and the older ones it overtook; return how many records had
+    finished when it was sent."""
+    metadata = tp.metadata or ""
+    sent = state.sent_commits
+    index = next((i for i, c in enumerate(sent) if c[0] == tp.offset and c[1] == metadata), None)
+    if index is None:
+        index = next((i for i, c in enumerate(sent) if c[0] == tp.offset), None)
+    if index is None:
+        return None
+    finished = sent[index][2]
+    del sent[: index + 1]
+    return finished
 
 
 def _describe(partitions: list[Any]) -> str:

@@ -125,6 +125,13 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "`max(1000, 8 × INKIT_MAX_IN_FLIGHT)`",
         "Records fetched but not yet sent; above it, partitions are paused (bounds memory).",
     ),
+    SettingDoc(
+        "MAX_UNCOMMITTED_RECORDS",
+        "`4 × INKIT_MAX_IN_FLIGHT`",
+        "Records finished or in flight and not yet covered by an offset commit Kafka accepted; "
+        "at it, nothing new is sent until a commit lands. Bounds what a crash can send twice, "
+        "also while Kafka cannot take commits.",
+    ),
     SettingDoc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     SettingDoc("LOG_FORMAT", "text", "`text` or `json` (one JSON object per line)."),
 )
@@ -160,6 +167,7 @@ class Settings:
     drain_timeout_s: float = 20.0
     commit_interval_s: float = 1.0
     max_buffered_records: int = 1000
+    max_uncommitted_records: int = 256
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -235,6 +243,9 @@ class Settings:
             max_buffered_records=r.integer(
                 "MAX_BUFFERED_RECORDS", buffered_default, low=1, high=10_000_000
             ),
+            max_uncommitted_records=r.integer(
+                "MAX_UNCOMMITTED_RECORDS", 4 * max_in_flight, low=1, high=10_000_000
+            ),
             log_level=r.choice(
                 "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
             ),
@@ -274,6 +285,7 @@ class Settings:
             "DRAIN_TIMEOUT_SECONDS": self.drain_timeout_s,
             "COMMIT_INTERVAL_SECONDS": self.commit_interval_s,
             "MAX_BUFFERED_RECORDS": self.max_buffered_records,
+            "MAX_UNCOMMITTED_RECORDS": self.max_uncommitted_records,
             "LOG_LEVEL": self.log_level,
             "LOG_FORMAT": self.log_format,
         }

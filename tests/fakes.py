@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from connector.errors import DecodeError, MappingError
 from connector.models import InkitRequest, SegmentMessage, Skip
@@ -63,6 +63,7 @@ class FakeConsumer:
     position: dict[int, int] = field(default_factory=dict)
     assigned: set[int] = field(default_factory=set)
     on_commit: Callable[[list[TopicPartition]], None] | None = None
+    commits_fail: bool = False  # Kafka cannot take commits (a broker away, say)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _callbacks: dict[str, Any] = field(default_factory=dict)
     _pending_revoke: list[int] = field(default_factory=list)
@@ -83,9 +84,9 @@ class FakeConsumer:
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
         results, self._commit_results = self._commit_results, []
-        for offsets in results:
+        for error, offsets in results:
             if self.commit_cb is not None:
-                self.commit_cb(None, offsets)
+                self.commit_cb(error, offsets)
         if not self.assigned and not self._pending_revoke and self._callbacks:
             self.assigned = set(range(self.partitions))
             for p in self.assigned:
@@ -116,13 +117,18 @@ class FakeConsumer:
         self.paused -= {tp.partition for tp in tps}
 
     commit_cb: Callable[[Any, list[TopicPartition]], None] | None = None
-    _commit_results: list[list[TopicPartition]] = field(default_factory=list)
+    _commit_results: list[tuple[Any, list[TopicPartition]]] = field(default_factory=list)
 
     def commit(
         self, offsets: list[TopicPartition], asynchronous: bool
     ) -> list[TopicPartition] | None:
         for tp in offsets:
             assert tp.partition in self.assigned, "commit for a partition not owned"
+        if self.commits_fail:
+            if asynchronous:
+                self._commit_results.append((_FakeKafkaError(), offsets))
+                return None
+            raise KafkaException(_FakeKafkaError())
         if self.on_commit is not None:
             self.on_commit(offsets)
         self.commits.append(offsets)
@@ -130,7 +136,7 @@ class FakeConsumer:
             self.committed_offsets[tp.partition] = tp.offset
             self.committed_metadata[tp.partition] = tp.metadata or ""
         if asynchronous:  # like librdkafka: the result comes through on_commit, from consume()
-            self._commit_results.append(offsets)
+            self._commit_results.append((None, offsets))
             return None
         return offsets
 
