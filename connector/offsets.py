@@ -98,9 +98,13 @@ class OffsetTracker:
 # that finished while an earlier one was still in flight is not a duplicate; and it looks for
 # dead-letter copies written since that instant (see dlq_recovery.py), so a crash between a
 # dead-letter ack and the next commit does not write the copy twice. The broker keeps at most
-# offset.metadata.max.bytes (4096 by default) per partition. Format: "since:<ms>;done:0-3,7".
+# offset.metadata.max.bytes (4096 by default) per partition. An owner that starts draining a
+# partition it is giving up says so ("drain:<until ms>"): a next owner assigned the partition
+# before that drain ends waits for the final commit instead of re-sending what the drain
+# delivers. Format: "since:<ms>;drain:<ms>;done:0-3,7".
 METADATA_PREFIX = "done:"
 SINCE_PREFIX = "since:"
+DRAIN_PREFIX = "drain:"
 SEPARATOR = ";"
 MAX_METADATA_CHARS = 3500
 
@@ -109,11 +113,17 @@ MAX_METADATA_CHARS = 3500
 class CommitMetadata:
     done: frozenset[int] = frozenset()  # absolute offsets above the committed one, finished
     since_ms: int | None = None  # the uncommitted records were read at or after this instant
+    draining_until_ms: int | None = None  # the owner drains and commits again before this
 
 
-def encode_metadata(committed: int, done: list[int], since_ms: int | None) -> str:
-    """The commit metadata of ``committed``: ``since_ms`` (if any) and ``done`` as ranges."""
+def encode_metadata(
+    committed: int, done: list[int], since_ms: int | None, draining_until_ms: int | None = None
+) -> str:
+    """The commit metadata of ``committed``: ``since_ms`` and ``draining_until_ms`` (if any) and
+    ``done`` as ranges."""
     parts = [] if since_ms is None else [f"{SINCE_PREFIX}{since_ms}"]
+    if draining_until_ms is not None:
+        parts.append(f"{DRAIN_PREFIX}{draining_until_ms}")
     ranges = encode_done(committed, done)
     if ranges:
         parts.append(ranges)
@@ -125,17 +135,19 @@ def decode_metadata(committed: int, metadata: str | None) -> CommitMetadata:
     metadata text only costs re-sends, never a skipped record)."""
     if not metadata or committed < 0:
         return CommitMetadata()
-    since_ms: int | None = None
+    instants: dict[str, int | None] = {SINCE_PREFIX: None, DRAIN_PREFIX: None}
     done: set[int] = set()
     for part in metadata.split(SEPARATOR):
-        if part.startswith(SINCE_PREFIX):
-            try:
-                since_ms = int(part[len(SINCE_PREFIX) :])
-            except ValueError:
-                since_ms = None
-        elif part.startswith(METADATA_PREFIX):
+        if part.startswith(METADATA_PREFIX):
             done = decode_done(committed, part)
-    return CommitMetadata(frozenset(done), since_ms)
+            continue
+        for prefix in instants:
+            if part.startswith(prefix):
+                try:
+                    instants[prefix] = int(part[len(prefix) :])
+                except ValueError:
+                    instants[prefix] = None
+    return CommitMetadata(frozenset(done), instants[SINCE_PREFIX], instants[DRAIN_PREFIX])
 
 
 def encode_done(committed: int, done: list[int]) -> str:

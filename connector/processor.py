@@ -9,17 +9,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from connector.dlq import DeadLetterQueue
 from connector.dlq_recovery import DeadLetterScanner
 from connector.errors import ConsumerError, DeadLetterScanError, RecordError, RegistryUnavailable
 from connector.metrics import Metrics
 from connector.models import InkitRequest, Outcome, RecordRef, SegmentMessage, Skip
-from connector.offsets import OffsetTracker, decode_metadata, encode_metadata
+from connector.offsets import CommitMetadata, OffsetTracker, decode_metadata, encode_metadata
 from connector.ordering import KeyedScheduler
 from connector.retry import Backoff
 from connector.sender import Job, Result, ResultKind, Sender
@@ -37,6 +38,15 @@ DLQ_RETRY_S = 1.0
 # more often than this, and only while commits land (no commit storm while Kafka is away).
 EARLY_COMMIT_MIN_S = 0.02
 GATE_LOG_EVERY_S = 30.0
+# A draining owner promises its final commit within its drain deadline plus this.
+HANDOFF_MARGIN_S = 10.0
+HANDOFF_POLL_S = 0.2
+# The final commit of revoked partitions is sent again while refused (a generation that
+# librdkafka is replacing under the revoke callback), this long at most, this often.
+REVOKE_COMMIT_RETRY_S = 5.0
+REVOKE_COMMIT_BACKOFF_S = 0.2
+
+CommittedReader = Callable[[list[TopicPartition]], "Future[list[TopicPartition]]"]
 # Reasons of records that are skipped rather than dead-lettered: deliberate, not broken.
 SKIP_DECODE_REASONS = frozenset({"tombstone"})
 
@@ -70,6 +80,11 @@ class _Partition:
     landed: int = 0  # how many of those a commit Kafka accepted covers
     # Commits sent and not yet answered, in order: (offset, metadata, records finished then).
     sent_commits: list[tuple[int, str, int]] = field(default_factory=list)
+    # The previous owner is still draining the partition (commit metadata "drain:"): its
+    # records are not read until its final commit lands or this wall-clock instant passes.
+    handoff_until_ms: int | None = None
+    handoff_read: Future[list[TopicPartition]] | None = None
+    handoff_next_read: float = 0.0
 
 
 class Processor:
@@ -98,6 +113,7 @@ class Processor:
         commit_interval_s: float,
         commit: bool = True,
         scanner: DeadLetterScanner | None = None,
+        committed_reader: CommittedReader | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -115,6 +131,7 @@ class Processor:
         self._commit_interval_s = commit_interval_s
         self._commit_enabled = commit
         self._scanner = scanner
+        self._committed_reader = committed_reader or self._read_committed
         self._clock = clock
         self._wall_clock = wall_clock
         self._tracker = OffsetTracker()
@@ -165,6 +182,7 @@ class Processor:
             while not self._stopping:
                 self._step()
             self._flow_control()  # pauses every partition: nothing new is fetched
+            self._announce_drain(list(self._partitions))
             self._drain(list(self._partitions), reason="shutdown")
             self._final_commit()
         finally:
@@ -211,6 +229,7 @@ class Processor:
         self._handle_results(self._sender.drain_results())
         self._retry_stalled()
         self._retry_dead_letters()
+        self._check_handoffs()
         self._dispatch()
         self._flow_control()
         # Never fetch more than the buffer has room for (at least 1: consume() also serves
@@ -245,6 +264,8 @@ class Processor:
         state = self._partitions.get(key)
         if state is None:
             return  # a record of a partition we no longer own: its new owner reads it
+        if state.handoff_until_ms is not None:
+            return  # read again from the previous owner's final commit (see _check_handoffs)
         offset = record.offset()
         if state.last_offset is not None and offset <= state.last_offset:
             # librdkafka fetched a range again (seen after a pause/resume during a rebalance):
@@ -451,6 +472,8 @@ class Processor:
         # offset (or auto.offset.reset), not from where the fetcher was (librdkafka), which
         # re-reads records; so it stays unpaused until its first record: one record at most.
         wanted = {key for key in wanted if self._partitions[key].last_offset is not None}
+        # Waiting for a previous owner's final commit: paused (a seek follows anyway).
+        wanted |= {k for k, s in self._partitions.items() if s.handoff_until_ms is not None}
         to_pause = wanted - self._paused
         to_resume = self._paused - wanted
         if to_pause:
@@ -465,7 +488,12 @@ class Processor:
 
     # -- commits and lag ---------------------------------------------------------------------
     def _commit(
-        self, force: bool = False, only: Iterable[TPKey] | None = None, *, early: bool = False
+        self,
+        force: bool = False,
+        only: Iterable[TPKey] | None = None,
+        *,
+        early: bool = False,
+        draining_until_ms: int | None = None,
     ) -> bool:
         """Commit the watermark: throttled and asynchronous (``early``: before the interval,
         the uncommitted records near their cap), or forced (revoke: synchronous).
@@ -489,7 +517,7 @@ class Processor:
                 # Known finished and not read again yet: the next owner must skip them too.
                 done = sorted({*done, *state.already_done, *state.already_dead_lettered})
             metadata = encode_metadata(
-                next_offset, done, self._tracker.oldest_read_ms(topic, partition)
+                next_offset, done, self._tracker.oldest_read_ms(topic, partition), draining_until_ms
             )
             baseline = self._committed.get((topic, partition)) or (
                 (state.initial_committed, "") if state is not None else None
@@ -510,7 +538,7 @@ class Processor:
                 self._land(state, state.finished)
         if not offsets:
             return True
-        if not force:
+        if not force or draining_until_ms is not None:
             # Throttled commits are asynchronous: a synchronous one issued while the group
             # rebalances waits behind the JoinGroup (up to a minute), and the loop with it.
             # on_commit reports the result; a failed commit is simply sent again next time.
@@ -610,6 +638,7 @@ class Processor:
         self._generation += 1
         committed: dict[TPKey, tuple[int | None, set[int]]] = {}
         since: dict[TPKey, int] = {}
+        handoff: dict[TPKey, int] = {}
         try:
             for tp in consumer.committed(partitions, timeout=10):
                 offset = tp.offset if tp.offset >= 0 else None
@@ -619,6 +648,9 @@ class Processor:
                     continue
                 metadata = decode_metadata(offset, tp.metadata)
                 committed[key] = (offset, set(metadata.done))
+                if (metadata.draining_until_ms or 0) > self._wall_ms():
+                    handoff[key] = metadata.draining_until_ms or 0
+                    continue  # read again when the handoff ends
                 if metadata.since_ms is not None:
                     since[key] = metadata.since_ms
         except KafkaException as exc:
@@ -634,7 +666,16 @@ class Processor:
                 initial_committed=offset,
                 already_done=done,
                 already_dead_lettered=dead_lettered.get(key, set()),
+                handoff_until_ms=handoff.get(key),
             )
+            if key in handoff:
+                logger.info(
+                    "%s[%s]: its previous owner is still draining it; waiting for its final "
+                    "commit (at most %.0fs)",
+                    key[0],
+                    key[1],
+                    max(0.0, (handoff[key] - self._wall_ms()) / 1000),
+                )
         self._metrics.assigned_partitions.set(len(self._partitions))
         logger.info("partitions assigned: %s", _describe(partitions))
 
@@ -672,15 +713,115 @@ class Processor:
             )
         return found
 
+    def _wall_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
+    def _announce_drain(self, keys: list[TPKey]) -> None:
+        """Tell a next owner, through the commit metadata, that these partitions are being
+        drained and that a final commit follows: librdkafka can hand a partition over while its
+        revoke callback still runs (a rejoin on a topic metadata change), and without this the
+        new owner would re-send what the drain delivers. Asynchronous: it goes out before the
+        member's next JoinGroup on the coordinator connection, and never blocks."""
+        until = self._wall_ms() + int((self._drain_timeout_s + HANDOFF_MARGIN_S) * 1000)
+        self._commit(force=True, only=keys, draining_until_ms=until)
+
+    def _read_committed(self, partitions: list[TopicPartition]) -> Future[list[TopicPartition]]:
+        """Fallback reader of committed offsets (the app passes a non-blocking AdminClient one)."""
+        future: Future[list[TopicPartition]] = Future()
+        try:
+            future.set_result(self._consumer.committed(partitions, timeout=1))
+        except KafkaException as exc:
+            future.set_exception(exc)
+        return future
+
+    def _check_handoffs(self) -> None:
+        """Partitions whose previous owner announced a drain: read its commit again, and start
+        from it once the announcement is gone (its final commit) or has expired."""
+        now = self._clock()
+        for key, state in list(self._partitions.items()):
+            if state.handoff_until_ms is None:
+                continue
+            read = state.handoff_read
+            if read is None:
+                if now >= state.handoff_next_read:
+                    state.handoff_read = self._committed_reader([TopicPartition(*key)])
+                continue
+            if not read.done():
+                continue
+            state.handoff_read = None
+            state.handoff_next_read = now + HANDOFF_POLL_S
+            expired = self._wall_ms() >= state.handoff_until_ms
+            try:
+                tp = next(t for t in read.result() if (t.topic, t.partition) == key)
+                if tp.error is not None:
+                    raise KafkaException(tp.error)
+            except (KafkaException, StopIteration) as exc:
+                if not expired:
+                    continue
+                logger.warning("%s[%s]: committed offset unreadable: %s", *key, exc)
+                tp = TopicPartition(key[0], key[1], state.initial_committed or OFFSET_BEGINNING)
+            offset = tp.offset if tp.offset >= 0 else None
+            metadata = CommitMetadata() if offset is None else decode_metadata(offset, tp.metadata)
+            if metadata.draining_until_ms is not None and not expired:
+                continue
+            self._end_handoff(key, state, offset, metadata, expired=expired)
+
+    def _end_handoff(
+        self,
+        key: TPKey,
+        state: _Partition,
+        offset: int | None,
+        metadata: CommitMetadata,
+        *,
+        expired: bool,
+    ) -> None:
+        start = offset if offset is not None else OFFSET_BEGINNING
+        try:
+            self._consumer.seek(TopicPartition(key[0], key[1], start))
+        except KafkaException as exc:
+            # The fetcher may not have started yet: try again with the next read.
+            logger.debug("%s[%s]: seek to %s not possible yet: %s", *key, start, exc)
+            return
+        state.handoff_until_ms = None
+        state.initial_committed = offset
+        state.already_done = set(metadata.done)
+        if offset is not None and metadata.since_ms is not None:
+            found = self._dead_letters_since(
+                {key: metadata.since_ms}, {key: (offset, set(metadata.done))}
+            )
+            state.already_dead_lettered = found.get(key, set())
+        state.last_offset = None
+        if expired:
+            logger.warning(
+                "%s[%s]: the previous owner's drain did not end with a commit in time; "
+                "starting from offset %s (what it delivered since may be sent again)",
+                key[0],
+                key[1],
+                offset,
+            )
+        else:
+            logger.info("%s[%s]: handed over at offset %s", key[0], key[1], offset)
+
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         if not keys:
             return
         self._metrics.rebalances.labels("revoked").inc()
         logger.info("partitions revoked: %s; draining", _describe(partitions))
+        self._announce_drain(keys)
         self._drain(keys, reason="revoke")
-        self._commit(force=True, only=keys)
+        self._commit_revoked(keys)
         self._forget(keys)
+
+    def _commit_revoked(self, keys: list[TPKey]) -> None:
+        """The final commit of revoked partitions. When librdkafka rejoined the group under the
+        revoke callback (it does on a topic metadata change), the commit carries a generation the
+        broker no longer accepts; sent again it carries the new one. Committing a partition that
+        may already be assigned elsewhere is safe here: its next owner waits for this commit
+        (the "drain:" announcement) before it reads."""
+        deadline = self._clock() + REVOKE_COMMIT_RETRY_S
+        while not self._commit(force=True, only=keys) and self._clock() < deadline:
+            time.sleep(REVOKE_COMMIT_BACKOFF_S)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]

@@ -110,6 +110,10 @@ class FakeConsumer:
             threading.Event().wait(timeout)
         return out
 
+    def seek(self, tp: TopicPartition) -> None:
+        with self.lock:
+            self.position[tp.partition] = max(0, tp.offset)
+
     def pause(self, tps: list[TopicPartition]) -> None:
         self.paused |= {tp.partition for tp in tps}
 

@@ -454,3 +454,60 @@ def test_the_cap_on_uncommitted_records_does_not_slow_a_healthy_pipeline() -> No
         # that, 32 records a minute would go out.
         wait_for(lambda: len(delivered) == 2000, timeout_s=30)
     assert consumer.committed_offsets[0] == 2000  # the rest at shutdown
+
+
+def test_a_partition_its_previous_owner_still_drains_is_read_from_that_owners_last_commit() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    for seq in range(10):
+        consumer.append(0, f"u{seq}".encode(), event(f"u{seq}", seq))
+    # The previous owner committed 2, announced its drain, and is still delivering 2..5.
+    until = int((time.time() + 30) * 1000)
+    consumer.committed_offsets[0] = 2
+    consumer.committed_metadata[0] = f"drain:{until}"
+    delivered: list[dict[str, object]] = []
+    h = Harness(consumer, recording_handler(delivered))
+    with h.running():
+        time.sleep(0.5)
+        assert delivered == []  # nothing read while the previous owner drains
+        # Its final commit lands: 2..5 delivered, and 7 finished above them.
+        consumer.committed_offsets[0] = 6
+        consumer.committed_metadata[0] = "done:1"
+        wait_for(lambda: consumer.committed_offsets.get(0) == 10)
+    assert sorted(int(b["seq"]) for b in delivered) == [6, 8, 9]  # type: ignore[call-overload]
+
+
+def test_an_announced_drain_that_never_ends_is_waited_for_only_until_its_deadline() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    for seq in range(4):
+        consumer.append(0, f"u{seq}".encode(), event(f"u{seq}", seq))
+    consumer.committed_offsets[0] = 1
+    consumer.committed_metadata[0] = f"drain:{int((time.time() + 0.5) * 1000)}"  # then crashed
+    delivered: list[dict[str, object]] = []
+    h = Harness(consumer, recording_handler(delivered))
+    with h.running():
+        wait_for(lambda: consumer.committed_offsets.get(0) == 4)
+    assert sorted(int(b["seq"]) for b in delivered) == [1, 2, 3]  # type: ignore[call-overload]
+
+
+def test_a_revoke_announces_the_drain_before_the_final_commit() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    for seq in range(3):
+        consumer.append(0, f"u{seq}".encode(), event(f"u{seq}", seq))
+    h = Harness(consumer, recording_handler([]))
+
+    def announced() -> list[bool]:
+        return [
+            decode_metadata(tp.offset, tp.metadata).draining_until_ms is not None
+            for c in consumer.commits
+            for tp in c
+        ]
+
+    with h.running():
+        wait_for(lambda: consumer.committed_offsets.get(0) == 3)
+        assert not any(announced())
+        consumer.revoke([0])
+        # The announcement, then the final commit that clears it.
+        wait_for(lambda: any(announced()) and not announced()[-1])
+    flags = announced()
+    assert True in flags
+    assert flags[-1] is False
