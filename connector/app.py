@@ -8,16 +8,24 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import Future
 from types import FrameType
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from connector import __version__
-from connector.check import check_registry, kafka_topics
-from connector.consumer import build_consumer, build_producer, describe, scanner_config
+from connector.check import check_registry, group_protocol, kafka_topics
+from connector.consumer import (
+    admin_config,
+    build_consumer,
+    build_producer,
+    describe,
+    scanner_config,
+)
 from connector.decoding import build_decoder
 from connector.dlq import DeadLetterQueue
 from connector.dlq_recovery import DeadLetterScanner
@@ -97,6 +105,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     )
 
     logger.info("topic %s has %d partitions", settings.topic, partitions[settings.topic])
+    protocol, why = group_protocol(settings)
+    logger.info("consumer group protocol: %s (%s)", protocol, why)
     decoder = build_decoder(settings)
     mapper = Mapper(settings)
 
@@ -111,7 +121,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         if processor_ref:
             processor_ref[0].on_commit(err, partitions)
 
-    consumer = build_consumer(settings, on_kafka_error, on_commit)
+    consumer = build_consumer(settings, on_kafka_error, on_commit, protocol)
     producer = None if dry_run else build_producer(settings, on_kafka_error)
     dlq = (
         None
@@ -121,6 +131,24 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
 
     def on_scanner_error(err: Any) -> None:
         logger.warning("Kafka (dead-letter scan): %s", describe(err))
+
+    admin = AdminClient(admin_config(settings, on_scanner_error))
+
+    def read_committed(partitions: list[TopicPartition]) -> Future[list[TopicPartition]]:
+        request = ConsumerGroupTopicPartitions(settings.group_id, partitions)
+        group_future = admin.list_consumer_group_offsets([request], request_timeout=5)
+        result: Future[list[TopicPartition]] = Future()
+
+        def done(f: Future[Any]) -> None:
+            try:
+                result.set_result(list(f.result().topic_partitions))
+            except KafkaException as exc:
+                result.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - the loop only knows KafkaException
+                result.set_exception(KafkaException(f"{type(exc).__name__}: {exc}"))
+
+        group_future[settings.group_id].add_done_callback(done)
+        return result
 
     scanner = DeadLetterScanner(
         lambda: Consumer(scanner_config(settings, on_scanner_error)),
@@ -161,6 +189,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         commit_interval_s=settings.commit_interval_s,
         commit=not dry_run,
         scanner=None if dry_run else scanner,
+        committed_reader=read_committed,
     )
     processor_ref.append(processor)
 

@@ -13,6 +13,10 @@ import httpx
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+# Public as confluent_kafka.admin.*, but not re-exported there for type checkers.
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._resource import ResourceType
+
 from connector.errors import StartupError
 from connector.settings import Settings
 
@@ -26,6 +30,38 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+
+
+GROUP_PROTOCOLS_CONFIG = "group.coordinator.rebalance.protocols"
+
+
+def group_protocol(settings: Settings, timeout_s: float = 5.0) -> tuple[str, str]:
+    """The consumer group protocol to use, and why: KAFKA_CONFIG_GROUP_PROTOCOL when set; else
+    `consumer` (KIP-848) when the brokers enable it (Kafka 4.0+), `classic` otherwise.
+
+    librdkafka's classic cooperative protocol can hand a partition to a new member while its
+    revoke callback still runs, and then wedge the group, when the topic's partition count
+    changes mid-rebalance (see RELIABILITY.md); with KIP-848 the broker moves a partition only
+    after its owner acknowledged the revocation. Reading the brokers' configuration needs the
+    DescribeConfigs permission on the cluster; without it the connector stays on `classic`."""
+    chosen = settings.kafka_extra.get("group.protocol")
+    if chosen:
+        return chosen, "set by KAFKA_CONFIG_GROUP_PROTOCOL"
+    conf: dict[str, Any] = dict(settings.librdkafka_common())
+    conf["logger"] = logging.getLogger("connector.librdkafka")
+    conf["log_level"] = 2
+    admin = AdminClient(conf)
+    try:
+        brokers = admin.list_topics(timeout=timeout_s).brokers
+        resource = ConfigResource(ResourceType.BROKER, str(min(brokers)))
+        configs = admin.describe_configs([resource], request_timeout=timeout_s)[resource].result()
+    except (KafkaException, ValueError) as exc:
+        return "classic", f"broker configuration not readable ({exc})"
+    entry = configs.get(GROUP_PROTOCOLS_CONFIG)
+    enabled = [] if entry is None or not entry.value else entry.value.split(",")
+    if "consumer" in enabled:
+        return "consumer", f"the brokers enable it ({GROUP_PROTOCOLS_CONFIG}={entry.value})"
+    return "classic", "the brokers do not enable the consumer (KIP-848) protocol"
 
 
 def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
@@ -124,6 +160,8 @@ def run_checks(settings: Settings, emit: Callable[[CheckResult], None]) -> bool:
             CheckResult("topic", True, f"{settings.topic} ({topics[settings.topic]} partitions)")
         )
         results.append(CheckResult("dead-letter topic", True, settings.dlq_topic))
+        protocol, why = group_protocol(settings)
+        results.append(CheckResult("group protocol", True, f"{protocol}: {why}"))
     results.append(check_registry(settings))
     results.append(check_inkit(settings))
     for result in results:

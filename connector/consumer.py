@@ -17,12 +17,22 @@ rdkafka_logger = logging.getLogger("connector.librdkafka")
 # Bounded prefetch: librdkafka's defaults (64 MiB, 100k messages per partition) would dwarf the
 # connector's own buffer. Measured at 256 in flight (bench/): peak RSS 173 -> 127 MB.
 DEFAULT_QUEUED_MAX_KBYTES = "8192"
+# KIP-848 (KAFKA_CONFIG_GROUP_PROTOCOL=consumer, brokers 4.0+): the broker assigns partitions and
+# sets the session timeout and heartbeat interval (its group.consumer.* settings); librdkafka
+# refuses these client-side settings with that protocol.
+CLASSIC_ONLY_KEYS = (
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+)
 
 
 def consumer_config(
     settings: Settings,
     error_cb: Callable[[Any], None],
     on_commit: Callable[[Any, list[Any]], None] | None = None,
+    group_protocol: str | None = None,
 ) -> dict[str, Any]:
     """The consumer configuration. User passthrough comes first, then the settings that the
     delivery guarantee depends on, which nothing can override."""
@@ -37,6 +47,15 @@ def consumer_config(
         "topic.metadata.refresh.interval.ms": "30000",
     }
     conf.update(settings.librdkafka_common())
+    if group_protocol is not None:
+        conf["group.protocol"] = group_protocol
+    if conf.get("group.protocol") == "consumer":
+        dropped = [key for key in CLASSIC_ONLY_KEYS if conf.pop(key, None) is not None]
+        if set(dropped) & set(settings.kafka_extra):
+            logger.info(
+                "group.protocol=consumer: ignoring %s (set broker side)",
+                ", ".join(k for k in dropped if k in settings.kafka_extra),
+            )
     conf.update(
         {
             "group.id": settings.group_id,
@@ -53,24 +72,31 @@ def consumer_config(
     return conf
 
 
+# Consumer-only settings, which a producer or an admin client would warn about.
+_CONSUMER_KEYS = (
+    "partition.assignment",
+    "auto.offset",
+    "session.",
+    "queued.",
+    "fetch.",
+    "max.poll",
+    "isolation.",
+    "group.",
+    "heartbeat.",
+)
+
+
+def _non_consumer_common(settings: Settings) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in settings.librdkafka_common().items()
+        if not key.startswith(_CONSUMER_KEYS)
+    }
+
+
 def producer_config(settings: Settings, error_cb: Callable[[Any], None]) -> dict[str, Any]:
     """The dead-letter producer: idempotent and acks=all, so an ack means the copy is durable."""
-    conf: dict[str, Any] = {"linger.ms": "5"}
-    for key, value in settings.librdkafka_common().items():
-        if not key.startswith(
-            (
-                "partition.assignment",
-                "auto.offset",
-                "session.",
-                "queued.",
-                "fetch.",
-                "max.poll",
-                "isolation.",
-                "group.",
-                "heartbeat.",
-            )
-        ):
-            conf[key] = value
+    conf: dict[str, Any] = {"linger.ms": "5", **_non_consumer_common(settings)}
     conf.update(
         {
             "enable.idempotence": True,
@@ -108,12 +134,19 @@ def scanner_config(settings: Settings, error_cb: Callable[[Any], None]) -> dict[
     return conf
 
 
+def admin_config(settings: Settings, error_cb: Callable[[Any], None]) -> dict[str, Any]:
+    """The admin client that reads the group's committed offsets during a handoff: its own
+    connections, so a read is never queued behind this member's JoinGroup."""
+    return {**_non_consumer_common(settings), "error_cb": error_cb, "logger": rdkafka_logger}
+
+
 def build_consumer(
     settings: Settings,
     error_cb: Callable[[Any], None],
     on_commit: Callable[[Any, list[Any]], None] | None = None,
+    group_protocol: str | None = None,
 ) -> Any:
-    return Consumer(consumer_config(settings, error_cb, on_commit))
+    return Consumer(consumer_config(settings, error_cb, on_commit, group_protocol))
 
 
 def build_producer(settings: Settings, error_cb: Callable[[Any], None]) -> Any:

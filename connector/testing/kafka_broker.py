@@ -348,6 +348,12 @@ class KafkaBroker:
             "share.coordinator.state.topic.replication.factor": 1,
             "share.coordinator.state.topic.min.isr": 1,
             "group.initial.rebalance.delay.ms": 0,
+            # KIP-848 (group.protocol=consumer) groups: heartbeat and session are set here, not by
+            # the client; 5 s / 45 s by default (and as minimums), which would slow every test.
+            "group.consumer.min.heartbeat.interval.ms": 500,
+            "group.consumer.heartbeat.interval.ms": 500,
+            "group.consumer.min.session.timeout.ms": 6000,
+            "group.consumer.session.timeout.ms": 6000,
             # After a crash (kill()) the controller refuses the new incarnation of node 1 until the
             # old one's session expires: 9 s by default, which every crash test would wait out.
             "broker.session.timeout.ms": 2000,

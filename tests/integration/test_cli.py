@@ -128,6 +128,8 @@ def test_check_reports_every_dependency_and_redacts_secrets(
         "ok   topic",
         "(3 partitions)",
         "ok   dead-letter topic",
+        "ok   group protocol",
+        "consumer: the brokers enable it",  # Kafka 4.1: KIP-848
         "ok   schema registry",
         "ok   inkit",
     ):

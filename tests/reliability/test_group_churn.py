@@ -1,10 +1,16 @@
 """Group churn: three connector processes share a topic while partitions are added to it and
 members leave and join gracefully. Nothing may be lost and, since every transition is graceful
-(SIGTERM: drain, commit, leave), nothing may be sent twice."""
+(SIGTERM: drain, commit, leave), nothing may be sent twice.
+
+Run with the protocol the connector picks on this broker (Kafka 4.1: KIP-848 `consumer`), which
+CI asserts, and with `classic` forced (opt-in, --run-slow): librdkafka's classic cooperative
+protocol can hand a partition over while its revoke callback still runs and then stall the group
+when the partition count changes mid-rebalance, so that variant reports its duplicates."""
 
 from __future__ import annotations
 
 import random
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -47,7 +53,9 @@ class Group:
         topic_factory: Callable[..., str],
         simulator: InkitSimulator,
         tmp_path: Path,
+        protocol: str,
     ) -> None:
+        self.protocol = protocol
         self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         self.partitions = 3
@@ -77,6 +85,7 @@ class Group:
             self.simulator,
             self.group,
             KAFKA_CONFIG_TOPIC_METADATA_REFRESH_INTERVAL_MS=str(METADATA_REFRESH_MS),
+            **({"KAFKA_CONFIG_GROUP_PROTOCOL": self.protocol} if self.protocol != "auto" else {}),
         )
         process = ConnectorProcess(env, self.tmp_path, name=f"churn-{len(self.processes)}")
         self.processes.append(process.start())
@@ -116,24 +125,23 @@ class Group:
         return committed(self.bootstrap, self.group, self.topic, self.partitions) == ends
 
 
-@pytest.fixture
+@pytest.fixture(
+    params=["auto", pytest.param("classic", marks=pytest.mark.slow)], ids=["auto", "classic"]
+)
 def group(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],
     inkit_simulator: InkitSimulator,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Group]:
-    g = Group(kafka_bootstrap, topic_factory, inkit_simulator, tmp_path)
+    g = Group(kafka_bootstrap, topic_factory, inkit_simulator, tmp_path, request.param)
     yield g
     for process in g.processes:
         if process.proc is not None and process.proc.poll() is None:
             process.kill()
 
 
-# Opt-in (--run-slow) while issue #9 is open: with members stopped during the rebalance that
-# adding partitions starts, the final commit can be held by librdkafka or overtaken, and the run
-# is not yet reliable enough to gate CI (see RELIABILITY.md, "Open issues").
-@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_partitions_added_and_graceful_member_changes_lose_nothing_and_send_nothing_twice(
     group: Group, request: pytest.FixtureRequest
@@ -193,17 +201,14 @@ def test_partitions_added_and_graceful_member_changes_lose_nothing_and_send_noth
             violations.append((user, seq))
         last[key] = max(last[key], seq)
     assert violations == []
-    # KNOWN GAP, reported rather than asserted: a member stopped while the group rebalances
-    # (partitions were just added) can have its final commit refused or overtaken by the
-    # reassignment, and the next owner re-sends what it had delivered. RELIABILITY.md carries
-    # the measured count; the steadier graceful case (tests/integration/test_delivery.py,
-    # two then three processes) asserts zero.
     assert read_all(group.bootstrap, group.dlq, timeout_s=3) == []
     logs = "".join(p.log_text() for p in group.processes)
+    protocols = set(re.findall(r"consumer group protocol: (\w+)", logs))
     write_figures(
         request,
-        "group-churn",
+        f"group-churn-{group.protocol}",
         {
+            "group_protocol": ",".join(sorted(protocols)),
             "events": len(group.produced),
             "partitions": "3 -> 6 -> 9",
             "processes_started": len(group.processes),
@@ -214,6 +219,10 @@ def test_partitions_added_and_graceful_member_changes_lose_nothing_and_send_noth
             "new_partitions_first_delivery_s": first_pickup_s,
             "topic_metadata_refresh_interval_ms": METADATA_REFRESH_MS,
             "rebalance_drains": logs.count("drain (revoke)"),
+            "handoffs_waited_for": logs.count("is still draining it"),
             "seconds": clock(),
         },
     )
+    if group.protocol == "auto":
+        assert protocols == {"consumer"}, "the broker enables KIP-848: it must be picked"
+        assert deliveries.duplicates() == 0, "a graceful transition sent something twice"
