@@ -37,6 +37,8 @@ DLQ_RETRY_S = 1.0
 # At half of MAX_UNCOMMITTED_RECORDS a commit goes out before COMMIT_INTERVAL_SECONDS, but not
 # more often than this, and only while commits land (no commit storm while Kafka is away).
 EARLY_COMMIT_MIN_S = 0.02
+# The cap holding sends back this long means commits are not landing: say so (every 30 s).
+GATE_WARN_AFTER_S = 5.0
 GATE_LOG_EVERY_S = 30.0
 # A draining owner promises its final commit within its drain deadline plus this.
 HANDOFF_MARGIN_S = 10.0
@@ -145,6 +147,7 @@ class Processor:
         self._uncommitted = 0  # finished records no landed commit covers (see _land)
         self._last_commit_failed = False
         self._gate_logged = 0.0
+        self._gate_closed_since: float | None = None
         self._generation = 0
         self._last_commit = 0.0
         self._last_lag = 0.0
@@ -360,6 +363,8 @@ class Processor:
             uncommitted_room = self._max_uncommitted - self._uncommitted - self._in_flight
             if uncommitted_room <= 0 and self._scheduler.has_ready():
                 self._log_gate()
+            elif uncommitted_room > 0:
+                self._gate_closed_since = None
             room = min(room, uncommitted_room)
         if room <= 0 or not self._scheduler.has_ready() or self._sender.auth_blocked:
             return
@@ -371,11 +376,15 @@ class Processor:
 
     def _log_gate(self) -> None:
         now = self._clock()
-        if now - self._gate_logged >= GATE_LOG_EVERY_S:
+        if self._gate_closed_since is None:
+            self._gate_closed_since = now
+        held_s = now - self._gate_closed_since
+        if held_s >= GATE_WARN_AFTER_S and now - self._gate_logged >= GATE_LOG_EVERY_S:
             self._gate_logged = now
             logger.warning(
-                "%d records finished and not yet covered by an offset commit (the limit, "
-                "MAX_UNCOMMITTED_RECORDS): nothing new is sent until a commit lands",
+                "no offset commit has landed for %.0fs and %d records are finished and not "
+                "covered (MAX_UNCOMMITTED_RECORDS): nothing new is sent until a commit lands",
+                held_s,
                 self._uncommitted,
             )
 
