@@ -1,5 +1,9 @@
 """Processor: the consume loop. poll -> decode -> map -> schedule per user -> send -> mark done ->
-commit the contiguous watermark; backpressure by pausing partitions; drain on revoke and stop."""
+commit the contiguous watermark; backpressure by pausing partitions; drain on revoke and stop.
+
+Its collaborators: the Committer (commits.py: offset commits and the cap on uncommitted
+records), Handoffs (handoff.py: partitions whose previous owner still drains them), the
+DeadLetterScanner (dlq_recovery.py: dead letters a previous owner already wrote)."""
 
 from __future__ import annotations
 
@@ -9,46 +13,31 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
+from connector.commits import Committer
 from connector.dlq import DeadLetterQueue
 from connector.dlq_recovery import DeadLetterScanner
 from connector.errors import ConsumerError, DeadLetterScanError, RecordError, RegistryUnavailable
+from connector.handoff import CommittedReader, Handoffs
 from connector.metrics import Metrics
 from connector.models import InkitRequest, Outcome, RecordRef, SegmentMessage, Skip
-from connector.offsets import CommitMetadata, OffsetTracker, decode_metadata, encode_metadata
+from connector.offsets import CommitMetadata, OffsetTracker, decode_metadata
 from connector.ordering import KeyedScheduler
+from connector.partition import PartitionState, TPKey
 from connector.retry import Backoff
 from connector.sender import Job, Result, ResultKind, Sender
 
 logger = logging.getLogger(__name__)
 
-TPKey = tuple[str, int]
 POLL_BATCH = 500
 IDLE_POLL_S = 0.1
 BUSY_POLL_S = 0.005
 IN_FLIGHT_POLL_S = 0.001
 LAG_REFRESH_S = 2.0
 DLQ_RETRY_S = 1.0
-# At half of MAX_UNCOMMITTED_RECORDS a commit goes out before COMMIT_INTERVAL_SECONDS, but not
-# more often than this, and only while commits land (no commit storm while Kafka is away).
-EARLY_COMMIT_MIN_S = 0.02
-# The cap holding sends back this long means commits are not landing: say so (every 30 s).
-GATE_WARN_AFTER_S = 5.0
-GATE_LOG_EVERY_S = 30.0
-# A draining owner promises its final commit within its drain deadline plus this.
-HANDOFF_MARGIN_S = 10.0
-HANDOFF_POLL_S = 0.2
-# The final commit of revoked partitions is sent again while refused (a generation that
-# librdkafka is replacing under the revoke callback), this long at most, this often.
-REVOKE_COMMIT_RETRY_S = 5.0
-REVOKE_COMMIT_BACKOFF_S = 0.2
-
-CommittedReader = Callable[[list[TopicPartition]], "Future[list[TopicPartition]]"]
 # Reasons of records that are skipped rather than dead-lettered: deliberate, not broken.
 SKIP_DECODE_REASONS = frozenset({"tombstone"})
 
@@ -59,34 +48,6 @@ class Decoder(Protocol):
 
 class Mapper(Protocol):
     def map(self, event: SegmentMessage) -> InkitRequest | Skip: ...
-
-
-@dataclass
-class _Partition:
-    """What the loop knows of one assigned partition."""
-
-    topic: str
-    partition: int
-    generation: int
-    unfinished: int = 0  # records read and not finished (in memory, in flight, or in the DLQ)
-    flying: set[Job] = field(default_factory=set)  # dispatched, no result yet
-    stalled: deque[Any] = field(default_factory=deque)  # records waiting for the registry
-    stalled_until: float = 0.0
-    stall_attempts: int = 0
-    initial_committed: int | None = None
-    already_done: set[int] = field(default_factory=set)  # finished by a previous owner
-    already_dead_lettered: set[int] = field(default_factory=set)  # its copy is in the DLQ
-    last_offset: int | None = None  # highest offset read (a partition is read in order)
-    refetch_logged: bool = False
-    finished: int = 0  # records finished since the assignment
-    landed: int = 0  # how many of those a commit Kafka accepted covers
-    # Commits sent and not yet answered, in order: (offset, metadata, records finished then).
-    sent_commits: list[tuple[int, str, int]] = field(default_factory=list)
-    # The previous owner is still draining the partition (commit metadata "drain:"): its
-    # records are not read until its final commit lands or this wall-clock instant passes.
-    handoff_until_ms: int | None = None
-    handoff_read: Future[list[TopicPartition]] | None = None
-    handoff_next_read: float = 0.0
 
 
 class Processor:
@@ -128,28 +89,40 @@ class Processor:
         self._topic = topic
         self._max_in_flight = max_in_flight
         self._max_buffered = max_buffered
-        self._max_uncommitted = max_uncommitted or 4 * max_in_flight
         self._drain_timeout_s = drain_timeout_s
         self._commit_interval_s = commit_interval_s
         self._commit_enabled = commit
         self._scanner = scanner
-        self._committed_reader = committed_reader or self._read_committed
         self._clock = clock
         self._wall_clock = wall_clock
         self._tracker = OffsetTracker()
         self._scheduler: KeyedScheduler[Job] = KeyedScheduler()
-        self._partitions: dict[TPKey, _Partition] = {}
+        self._partitions: dict[TPKey, PartitionState] = {}
+        self._handoffs = Handoffs(
+            consumer=consumer,
+            partitions=self._partitions,
+            reader=committed_reader,
+            rescan=self._rescan_dead_letters,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
+        self._committer = Committer(
+            consumer=consumer,
+            tracker=self._tracker,
+            partitions=self._partitions,
+            metrics=metrics,
+            interval_s=commit_interval_s,
+            max_uncommitted=max_uncommitted or 4 * max_in_flight,
+            drain_timeout_s=drain_timeout_s,
+            enabled=commit,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
         self._paused: set[TPKey] = set()
-        self._committed: dict[TPKey, tuple[int, str]] = {}
         self._dlq_retry: deque[tuple[float, Any, RecordError, int]] = deque()
         self._in_flight = 0
         self._unfinished = 0
-        self._uncommitted = 0  # finished records no landed commit covers (see _land)
-        self._last_commit_failed = False
-        self._gate_logged = 0.0
-        self._gate_closed_since: float | None = None
         self._generation = 0
-        self._last_commit = 0.0
         self._last_lag = 0.0
         self._stopping = False
         self._fatal: ConsumerError | None = None
@@ -185,7 +158,7 @@ class Processor:
             while not self._stopping:
                 self._step()
             self._flow_control()  # pauses every partition: nothing new is fetched
-            self._announce_drain(list(self._partitions))
+            self._committer.announce_drain(list(self._partitions))
             self._drain(list(self._partitions), reason="shutdown")
             self._final_commit()
         finally:
@@ -224,7 +197,7 @@ class Processor:
             )
 
     def _commit_into(self, outcome: list[bool]) -> None:
-        outcome.append(self._commit(force=True))
+        outcome.append(self._committer.commit(force=True))
 
     # -- the loop ----------------------------------------------------------------------------
     def _step(self) -> None:
@@ -232,7 +205,7 @@ class Processor:
         self._handle_results(self._sender.drain_results())
         self._retry_stalled()
         self._retry_dead_letters()
-        self._check_handoffs()
+        self._handoffs.check()
         self._dispatch()
         self._flow_control()
         # Never fetch more than the buffer has room for (at least 1: consume() also serves
@@ -248,7 +221,7 @@ class Processor:
         if self._dlq is not None:
             self._dlq.poll(0)
         self._dispatch()
-        self._commit(early=2 * (self._uncommitted + self._in_flight) >= self._max_uncommitted)
+        self._committer.commit(early=self._committer.early_due(self._in_flight))
         self._refresh_lag()
 
     def _poll_timeout(self) -> float:
@@ -268,7 +241,7 @@ class Processor:
         if state is None:
             return  # a record of a partition we no longer own: its new owner reads it
         if state.handoff_until_ms is not None:
-            return  # read again from the previous owner's final commit (see _check_handoffs)
+            return  # read again from the previous owner's final commit (see handoff.py)
         offset = record.offset()
         if state.last_offset is not None and offset <= state.last_offset:
             # librdkafka fetched a range again (seen after a pause/resume during a rebalance):
@@ -300,7 +273,7 @@ class Processor:
             return
         self._process(record, state)
 
-    def _process(self, record: Any, state: _Partition) -> None:
+    def _process(self, record: Any, state: PartitionState) -> None:
         try:
             event = self._decoder.decode(record.value())
             request = self._mapper.map(event)
@@ -360,12 +333,8 @@ class Processor:
         what no landed commit covers, so that is capped, also while commits cannot land."""
         room = self._max_in_flight - self._in_flight
         if gated:
-            uncommitted_room = self._max_uncommitted - self._uncommitted - self._in_flight
-            if uncommitted_room <= 0 and self._scheduler.has_ready():
-                self._log_gate()
-            elif uncommitted_room > 0:
-                self._gate_closed_since = None
-            room = min(room, uncommitted_room)
+            waiting = self._scheduler.has_ready()
+            room = min(room, self._committer.send_room(self._in_flight, waiting))
         if room <= 0 or not self._scheduler.has_ready() or self._sender.auth_blocked:
             return
         jobs = self._scheduler.take(room)
@@ -373,20 +342,6 @@ class Processor:
             self._partitions[(job.ref.topic, job.ref.partition)].flying.add(job)
         self._in_flight += len(jobs)
         self._sender.submit(jobs)
-
-    def _log_gate(self) -> None:
-        now = self._clock()
-        if self._gate_closed_since is None:
-            self._gate_closed_since = now
-        held_s = now - self._gate_closed_since
-        if held_s >= GATE_WARN_AFTER_S and now - self._gate_logged >= GATE_LOG_EVERY_S:
-            self._gate_logged = now
-            logger.warning(
-                "no offset commit has landed for %.0fs and %d records are finished and not "
-                "covered (MAX_UNCOMMITTED_RECORDS): nothing new is sent until a commit lands",
-                held_s,
-                self._uncommitted,
-            )
 
     def _handle_results(self, results: Iterable[Result]) -> None:
         for result in results:
@@ -419,8 +374,7 @@ class Processor:
         self._tracker.mark_done(topic, partition, offset)
         state.unfinished -= 1
         self._unfinished -= 1
-        state.finished += 1
-        self._uncommitted += 1
+        self._committer.finished(state)
         self._metrics.records.labels(outcome.value, reason).inc()
 
     def _dead_letter(self, record: Any, error: RecordError, generation: int | None = None) -> None:
@@ -493,116 +447,12 @@ class Processor:
         self._metrics.paused_partitions.set(len(wanted))
         self._metrics.ready.set(0 if self._stopping or self._sender.auth_blocked else 1)
         self._metrics.buffered.set(self._unfinished)
-        self._metrics.uncommitted.set(self._uncommitted + self._in_flight)
+        self._metrics.uncommitted.set(self._committer.uncommitted + self._in_flight)
 
     # -- commits and lag ---------------------------------------------------------------------
-    def _commit(
-        self,
-        force: bool = False,
-        only: Iterable[TPKey] | None = None,
-        *,
-        early: bool = False,
-        draining_until_ms: int | None = None,
-    ) -> bool:
-        """Commit the watermark: throttled and asynchronous (``early``: before the interval,
-        the uncommitted records near their cap), or forced (revoke: synchronous).
-        Returns False only when a forced commit failed."""
-        if not self._commit_enabled:
-            return True
-        now = self._clock()
-        since_last = now - self._last_commit
-        early_ok = early and not self._last_commit_failed and since_last >= EARLY_COMMIT_MIN_S
-        if not force and since_last < self._commit_interval_s and not early_ok:
-            return True
-        self._last_commit = now
-        keys = set(only) if only is not None else None
-        offsets = []
-        for (topic, partition), next_offset in self._tracker.all_committable().items():
-            if keys is not None and (topic, partition) not in keys:
-                continue
-            state = self._partitions.get((topic, partition))
-            done = self._tracker.done_above(topic, partition)
-            if state is not None and (state.already_done or state.already_dead_lettered):
-                # Known finished and not read again yet: the next owner must skip them too.
-                done = sorted({*done, *state.already_done, *state.already_dead_lettered})
-            metadata = encode_metadata(
-                next_offset, done, self._tracker.oldest_read_ms(topic, partition), draining_until_ms
-            )
-            baseline = self._committed.get((topic, partition)) or (
-                (state.initial_committed, "") if state is not None else None
-            )
-            # A forced commit (revoke, shutdown) is sent even when it repeats the last one:
-            # that one may be an asynchronous commit still in flight, or about to fail because
-            # the group is rebalancing, and the partition's next owner starts from what landed.
-            if force or baseline != (next_offset, metadata):
-                tp = TopicPartition(topic, partition, next_offset)
-                if metadata:
-                    tp = TopicPartition(topic, partition, next_offset, metadata=metadata)
-                offsets.append(tp)
-                if state is not None:
-                    state.sent_commits.append((next_offset, metadata, state.finished))
-            elif state is not None and not state.sent_commits:
-                # Nothing new to record and no commit pending: what finished is covered as
-                # well as it can be (the metadata may have been full).
-                self._land(state, state.finished)
-        if not offsets:
-            return True
-        if not force or draining_until_ms is not None:
-            # Throttled commits are asynchronous: a synchronous one issued while the group
-            # rebalances waits behind the JoinGroup (up to a minute), and the loop with it.
-            # on_commit reports the result; a failed commit is simply sent again next time.
-            for tp in offsets:
-                self._committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata or "")
-            try:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            except KafkaException as exc:
-                self.on_commit(exc.args[0], offsets)
-            return True
-        try:
-            result = self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            self.on_commit(exc.args[0], offsets)
-            return False
-        self.on_commit(None, result or offsets)
-        return all(tp.error is None for tp in result or offsets)
-
     def on_commit(self, error: Any, partitions: list[Any]) -> None:
         """Result of a commit (librdkafka's on_commit callback, served by consume())."""
-        if error is not None:
-            self._metrics.offset_commits.labels("failure").inc()
-            self._last_commit_failed = True
-            logger.warning("offset commit failed (will retry): %s", error)
-            for tp in partitions:
-                self._committed.pop((tp.topic, tp.partition), None)
-                state = self._partitions.get((tp.topic, tp.partition))
-                if state is not None:
-                    _answered(state, tp)
-            return
-        failed = False
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            state = self._partitions.get(key)
-            sent = None if state is None else _answered(state, tp)
-            if tp.error is not None:
-                failed = True
-                self._committed.pop(key, None)
-                logger.warning(
-                    "offset commit failed for %s[%s]: %s", tp.topic, tp.partition, tp.error
-                )
-                continue
-            if state is not None and sent is not None:
-                self._land(state, sent)
-            self._committed[key] = (tp.offset, tp.metadata or "")
-            if key in self._partitions:  # a late result for a revoked partition sets no gauge
-                self._metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
-        self._metrics.offset_commits.labels("failure" if failed else "success").inc()
-        self._last_commit_failed = failed
-
-    def _land(self, state: _Partition, finished: int) -> None:
-        """A commit Kafka accepted covers the first ``finished`` records finished in it."""
-        if finished > state.landed:
-            self._uncommitted -= finished - state.landed
-            state.landed = finished
+        self._committer.on_commit(error, partitions)
 
     def _refresh_lag(self, force: bool = False) -> None:
         now = self._clock()
@@ -618,8 +468,8 @@ class Processor:
                 continue
             if high is None or high < 0:
                 continue
-            last = self._committed.get((topic, partition))
-            committed = last[0] if last is not None else state.initial_committed
+            last = self._committer.committed_offset((topic, partition))
+            committed = last if last is not None else state.initial_committed
             base = committed if committed is not None else low
             if base is None or base < 0:
                 continue
@@ -668,7 +518,7 @@ class Processor:
         for tp in partitions:
             key = (tp.topic, tp.partition)
             offset, done = committed.get(key, (None, set()))
-            self._partitions[key] = _Partition(
+            self._partitions[key] = PartitionState(
                 tp.topic,
                 tp.partition,
                 self._generation,
@@ -722,94 +572,17 @@ class Processor:
             )
         return found
 
+    def _rescan_dead_letters(self, key: TPKey, offset: int, metadata: CommitMetadata) -> set[int]:
+        """After a handover: the dead letters of ``key`` written since ``metadata.since_ms``."""
+        if metadata.since_ms is None:
+            return set()
+        found = self._dead_letters_since(
+            {key: metadata.since_ms}, {key: (offset, set(metadata.done))}
+        )
+        return found.get(key, set())
+
     def _wall_ms(self) -> int:
         return int(self._wall_clock() * 1000)
-
-    def _announce_drain(self, keys: list[TPKey]) -> None:
-        """Tell a next owner, through the commit metadata, that these partitions are being
-        drained and that a final commit follows: librdkafka can hand a partition over while its
-        revoke callback still runs (a rejoin on a topic metadata change), and without this the
-        new owner would re-send what the drain delivers. Asynchronous: it goes out before the
-        member's next JoinGroup on the coordinator connection, and never blocks."""
-        until = self._wall_ms() + int((self._drain_timeout_s + HANDOFF_MARGIN_S) * 1000)
-        self._commit(force=True, only=keys, draining_until_ms=until)
-
-    def _read_committed(self, partitions: list[TopicPartition]) -> Future[list[TopicPartition]]:
-        """Fallback reader of committed offsets (the app passes a non-blocking AdminClient one)."""
-        future: Future[list[TopicPartition]] = Future()
-        try:
-            future.set_result(self._consumer.committed(partitions, timeout=1))
-        except KafkaException as exc:
-            future.set_exception(exc)
-        return future
-
-    def _check_handoffs(self) -> None:
-        """Partitions whose previous owner announced a drain: read its commit again, and start
-        from it once the announcement is gone (its final commit) or has expired."""
-        now = self._clock()
-        for key, state in list(self._partitions.items()):
-            if state.handoff_until_ms is None:
-                continue
-            read = state.handoff_read
-            if read is None:
-                if now >= state.handoff_next_read:
-                    state.handoff_read = self._committed_reader([TopicPartition(*key)])
-                continue
-            if not read.done():
-                continue
-            state.handoff_read = None
-            state.handoff_next_read = now + HANDOFF_POLL_S
-            expired = self._wall_ms() >= state.handoff_until_ms
-            try:
-                tp = next(t for t in read.result() if (t.topic, t.partition) == key)
-                if tp.error is not None:
-                    raise KafkaException(tp.error)
-            except (KafkaException, StopIteration) as exc:
-                if not expired:
-                    continue
-                logger.warning("%s[%s]: committed offset unreadable: %s", *key, exc)
-                tp = TopicPartition(key[0], key[1], state.initial_committed or OFFSET_BEGINNING)
-            offset = tp.offset if tp.offset >= 0 else None
-            metadata = CommitMetadata() if offset is None else decode_metadata(offset, tp.metadata)
-            if metadata.draining_until_ms is not None and not expired:
-                continue
-            self._end_handoff(key, state, offset, metadata, expired=expired)
-
-    def _end_handoff(
-        self,
-        key: TPKey,
-        state: _Partition,
-        offset: int | None,
-        metadata: CommitMetadata,
-        *,
-        expired: bool,
-    ) -> None:
-        start = offset if offset is not None else OFFSET_BEGINNING
-        try:
-            self._consumer.seek(TopicPartition(key[0], key[1], start))
-        except KafkaException as exc:
-            # The fetcher may not have started yet: try again with the next read.
-            logger.debug("%s[%s]: seek to %s not possible yet: %s", *key, start, exc)
-            return
-        state.handoff_until_ms = None
-        state.initial_committed = offset
-        state.already_done = set(metadata.done)
-        if offset is not None and metadata.since_ms is not None:
-            found = self._dead_letters_since(
-                {key: metadata.since_ms}, {key: (offset, set(metadata.done))}
-            )
-            state.already_dead_lettered = found.get(key, set())
-        state.last_offset = None
-        if expired:
-            logger.warning(
-                "%s[%s]: the previous owner's drain did not end with a commit in time; "
-                "starting from offset %s (what it delivered since may be sent again)",
-                key[0],
-                key[1],
-                offset,
-            )
-        else:
-            logger.info("%s[%s]: handed over at offset %s", key[0], key[1], offset)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
@@ -817,20 +590,10 @@ class Processor:
             return
         self._metrics.rebalances.labels("revoked").inc()
         logger.info("partitions revoked: %s; draining", _describe(partitions))
-        self._announce_drain(keys)
+        self._committer.announce_drain(keys)
         self._drain(keys, reason="revoke")
-        self._commit_revoked(keys)
+        self._committer.commit_revoked(keys)
         self._forget(keys)
-
-    def _commit_revoked(self, keys: list[TPKey]) -> None:
-        """The final commit of revoked partitions. When librdkafka rejoined the group under the
-        revoke callback (it does on a topic metadata change), the commit carries a generation the
-        broker no longer accepts; sent again it carries the new one. Committing a partition that
-        may already be assigned elsewhere is safe here: its next owner waits for this commit
-        (the "drain:" announcement) before it reads."""
-        deadline = self._clock() + REVOKE_COMMIT_RETRY_S
-        while not self._commit(force=True, only=keys) and self._clock() < deadline:
-            time.sleep(REVOKE_COMMIT_BACKOFF_S)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
@@ -879,11 +642,10 @@ class Processor:
             state = self._partitions.pop(key, None)
             if state is not None:
                 self._unfinished -= state.unfinished
-                self._uncommitted -= state.finished - state.landed
                 # Still in flight after the drain deadline: abandon them. Inkit may still
                 # accept some; the partition's next owner re-sends them (a possible duplicate).
                 self._sender.cancel(list(state.flying))
-            self._committed.pop(key, None)
+            self._committer.forget(key, state)
             self._paused.discard(key)
             for gauge in (self._metrics.consumer_lag, self._metrics.committed_offset):
                 with contextlib.suppress(KeyError):
@@ -899,22 +661,6 @@ class Processor:
             self.fail(ConsumerError(f"fatal Kafka error: {error.str()}"))
             return
         logger.warning("Kafka consumer error: %s", error.str())
-
-
-def _answered(state: _Partition, tp: Any) -> int | None:
-    """Match a commit result to the commit sent (same offset and metadata, else the oldest with
-    the same offset) and forget it and the older ones it overtook; return how many records had
-    finished when it was sent."""
-    metadata = tp.metadata or ""
-    sent = state.sent_commits
-    index = next((i for i, c in enumerate(sent) if c[0] == tp.offset and c[1] == metadata), None)
-    if index is None:
-        index = next((i for i, c in enumerate(sent) if c[0] == tp.offset), None)
-    if index is None:
-        return None
-    finished = sent[index][2]
-    del sent[: index + 1]
-    return finished
 
 
 def _describe(partitions: list[Any]) -> str:
