@@ -8,12 +8,11 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import Future
 from types import FrameType
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
@@ -30,6 +29,7 @@ from connector.decoding import build_decoder
 from connector.dlq import DeadLetterQueue
 from connector.dlq_recovery import DeadLetterScanner
 from connector.errors import ConnectorError, ConsumerError, StartupError
+from connector.handoff import admin_committed_reader
 from connector.health import HealthServer
 from connector.inkit import InkitClient
 from connector.mapping import Mapper
@@ -129,29 +129,12 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         else DeadLetterQueue(producer, settings.dlq_topic, metrics, settings.group_id)
     )
 
-    def on_scanner_error(err: Any) -> None:
-        logger.warning("Kafka (dead-letter scan): %s", describe(err))
+    def on_side_client_error(err: Any) -> None:
+        logger.warning("Kafka (dead-letter scan or offset reads): %s", describe(err))
 
-    admin = AdminClient(admin_config(settings, on_scanner_error))
-
-    def read_committed(partitions: list[TopicPartition]) -> Future[list[TopicPartition]]:
-        request = ConsumerGroupTopicPartitions(settings.group_id, partitions)
-        group_future = admin.list_consumer_group_offsets([request], request_timeout=5)
-        result: Future[list[TopicPartition]] = Future()
-
-        def done(f: Future[Any]) -> None:
-            try:
-                result.set_result(list(f.result().topic_partitions))
-            except KafkaException as exc:
-                result.set_exception(exc)
-            except Exception as exc:  # noqa: BLE001 - the loop only knows KafkaException
-                result.set_exception(KafkaException(f"{type(exc).__name__}: {exc}"))
-
-        group_future[settings.group_id].add_done_callback(done)
-        return result
-
+    admin = AdminClient(admin_config(settings, on_side_client_error))
     scanner = DeadLetterScanner(
-        lambda: Consumer(scanner_config(settings, on_scanner_error)),
+        lambda: Consumer(scanner_config(settings, on_side_client_error)),
         settings.dlq_topic,
         settings.group_id,
     )
@@ -189,7 +172,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         commit_interval_s=settings.commit_interval_s,
         commit=not dry_run,
         scanner=None if dry_run else scanner,
-        committed_reader=read_committed,
+        committed_reader=admin_committed_reader(admin, settings.group_id),
     )
     processor_ref.append(processor)
 

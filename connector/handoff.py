@@ -17,7 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    TopicPartition,
+)
 
 from connector.offsets import CommitMetadata, decode_metadata
 from connector.partition import PartitionState, TPKey
@@ -28,6 +33,29 @@ HANDOFF_POLL_S = 0.2
 
 # Reads the group's committed offsets (with metadata) for some partitions, without blocking.
 CommittedReader = Callable[[list[TopicPartition]], "Future[list[TopicPartition]]"]
+
+
+def admin_committed_reader(admin: Any, group_id: str) -> CommittedReader:
+    """A CommittedReader over an AdminClient: its own connections, so a read is never queued
+    behind this member's JoinGroup on the consumer's coordinator connection."""
+
+    def read(partitions: list[TopicPartition]) -> Future[list[TopicPartition]]:
+        request = ConsumerGroupTopicPartitions(group_id, partitions)
+        futures = admin.list_consumer_group_offsets([request], request_timeout=5)
+        result: Future[list[TopicPartition]] = Future()
+
+        def done(future: Future[Any]) -> None:
+            try:
+                result.set_result(list(future.result().topic_partitions))
+            except KafkaException as exc:
+                result.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - the loop only knows KafkaException
+                result.set_exception(KafkaException(f"{type(exc).__name__}: {exc}"))
+
+        futures[group_id].add_done_callback(done)
+        return result
+
+    return read
 
 
 class Handoffs:
