@@ -117,6 +117,7 @@ def produce_topic(
     from connector.mapping import Mapper
     from connector.models import Skip
     from connector.settings import Settings
+    from connector.testing.topics import wait_for_topic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
@@ -138,7 +139,7 @@ def produce_topic(
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True}
     )
-    _wait_for_topic(producer, topic, partitions)
+    wait_for_topic(producer, topic, partitions)
     timestamps: dict[tuple[str, int], int] = {}
     errors: list[str] = []
 
@@ -172,21 +173,6 @@ def produce_topic(
     if errors:
         raise RuntimeError(f"produce failed: {errors[:3]}")
     return timestamps
-
-
-def _wait_for_topic(producer: Any, topic: str, partitions: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        meta = producer.list_topics(topic, timeout=5).topics.get(topic)
-        if (
-            meta is not None
-            and meta.error is None
-            and len(meta.partitions) == partitions
-            and all(p.leader >= 0 for p in meta.partitions.values())
-        ):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"topic {topic} has no leaders after {timeout_s}s")
 
 
 # -- processes -------------------------------------------------------------------------------

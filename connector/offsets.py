@@ -170,9 +170,8 @@ def encode_done(committed: int, done: list[int]) -> str:
 
 
 def decode_done(committed: int, metadata: str | None) -> set[int]:
-    """The absolute offsets ``encode_done`` described; an empty set for anything unexpected."""
-    if metadata and SEPARATOR in metadata:
-        return set(decode_metadata(committed, metadata).done)
+    """The absolute offsets ``encode_done`` described; an empty set for anything unexpected.
+    (A whole commit metadata text is read with ``decode_metadata``.)"""
     if not metadata or not metadata.startswith(METADATA_PREFIX) or committed < 0:
         return set()
     offsets: set[int] = set()

@@ -41,6 +41,7 @@ from connector.testing.kafka_broker import (
     free_port,
 )
 from connector.testing.schema_registry import SchemaRegistry
+from connector.testing.topics import wait_for_topic
 
 DEFAULT_USERS = 300
 DEFAULT_TIMEOUT_S = 90.0
@@ -439,19 +440,11 @@ def _create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
     new = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
     for future in admin.create_topics(new).values():
         future.result(timeout=TOPIC_READY_TIMEOUT_S)
-    # CreateTopics returns before every partition has a leader that clients can see.
-    deadline = time.monotonic() + TOPIC_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        metadata = admin.list_topics(timeout=5).topics
-        if all(
-            name in metadata
-            and len(metadata[name].partitions) == n
-            and all(p.leader >= 0 for p in metadata[name].partitions.values())
-            for name, n in topics.items()
-        ):
-            return
-        time.sleep(0.1)
-    raise DemoError(f"topics {', '.join(topics)} have no partition leaders after 30 s")
+    try:
+        for name, n in topics.items():
+            wait_for_topic(admin, name, n, TOPIC_READY_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise DemoError(str(exc)) from None
 
 
 def _produce_raw(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None]]) -> None:

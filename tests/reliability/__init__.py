@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from connector.offsets import decode_done
+from connector.offsets import decode_metadata
 
 FIGURES_ENV = "RELIABILITY_FIGURES_DIR"
 
@@ -36,7 +36,9 @@ def covered_offsets(
         tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     finally:
         consumer.close()
-    return {tp.partition: (tp.offset, decode_done(tp.offset, tp.metadata)) for tp in tps}
+    return {
+        tp.partition: (tp.offset, set(decode_metadata(tp.offset, tp.metadata).done)) for tp in tps
+    }
 
 
 def is_covered(coverage: Mapping[int, tuple[int, set[int]]], partition: int, offset: int) -> bool:

@@ -28,8 +28,8 @@ from confluent_kafka.admin import AdminClient
 
 from connector.encoding import build_encoder
 from connector.testing.inkit_simulator import Faults, InkitSimulator, RecordedRequest
-from connector.testing.kafka_broker import KafkaBroker, KafkaBrokerError
-from tests.fixtures.kafka import create_topic
+from connector.testing.kafka_broker import KafkaBroker
+from tests.fixtures.kafka import create_topic, running_broker
 from tests.integration.harness import (
     ConnectorProcess,
     Deliveries,
@@ -195,15 +195,8 @@ class ChaosRun:
 @pytest.fixture
 def chaos_broker() -> Iterator[KafkaBroker]:
     """A broker of the chaos run's own: restarting it disturbs no other test."""
-    broker = KafkaBroker()
-    try:
-        broker.start()
-    except KafkaBrokerError as exc:
-        pytest.fail(f"could not start the chaos run's Kafka broker: {exc}", pytrace=False)
-    try:
+    with running_broker(KafkaBroker(), "the chaos run's Kafka broker") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.mark.timeout(1800)

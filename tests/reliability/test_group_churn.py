@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewPartitions
 
 from connector.testing.inkit_simulator import Faults, InkitSimulator, RecordedRequest
+from connector.testing.topics import wait_for_topic
 from tests.integration.harness import (
     ConnectorProcess,
     Deliveries,
@@ -94,13 +95,7 @@ class Group:
     def add_partitions(self, total: int) -> None:
         futures = self.admin.create_partitions([NewPartitions(self.topic, total)])
         futures[self.topic].result(timeout=30)
-
-        def visible() -> bool:
-            topic = self.admin.list_topics(topic=self.topic, timeout=5).topics[self.topic]
-            parts = topic.partitions
-            return len(parts) == total and all(p.leader >= 0 for p in parts.values())
-
-        wait_until(visible, 30, "new partitions have no leader")
+        wait_for_topic(self.admin, self.topic, total)
         self.partitions = total
 
     def page(self) -> None:

@@ -19,8 +19,8 @@ from connector.consumer import consumer_config, producer_config
 from connector.encoding import build_encoder
 from connector.settings import Settings
 from connector.testing.inkit_simulator import InkitSimulator
-from connector.testing.kafka_broker import KafkaBroker, KafkaBrokerError
-from tests.fixtures.kafka import create_topic
+from connector.testing.kafka_broker import KafkaBroker
+from tests.fixtures.kafka import create_topic, running_broker
 from tests.integration.harness import (
     ConnectorProcess,
     Deliveries,
@@ -41,15 +41,10 @@ PARTITIONS = 2
 
 @pytest.fixture(scope="module")
 def sasl_broker() -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(sasl_plain_users={"alice": PASSWORD})
-    try:
-        broker.start()
-    except KafkaBrokerError as exc:
-        pytest.fail(f"could not start the SASL Kafka broker: {exc}", pytrace=False)
-    try:
+    with running_broker(
+        KafkaBroker(sasl_plain_users={"alice": PASSWORD}), "the SASL Kafka broker"
+    ) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

@@ -82,7 +82,6 @@ def test_commit_metadata_carries_since_when_the_uncommitted_records_were_worked_
     text = encode_metadata(10, [12, 13], 1_700_000_000_123)
     assert text == "since:1700000000123;done:2-3"
     assert decode_metadata(10, text) == CommitMetadata(frozenset({12, 13}), 1_700_000_000_123)
-    assert decode_done(10, text) == {12, 13}
     assert encode_metadata(10, [], None) == ""
     # Written by an earlier version: the done ranges still count.
     assert decode_metadata(10, "done:2-3") == CommitMetadata(frozenset({12, 13}), None)
