@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from connector.delivery.breaker import CircuitBreaker
 from connector.delivery.commits import Committer
 from connector.delivery.handoff import Handoffs
 from connector.delivery.offsets import OffsetTracker
@@ -64,8 +65,10 @@ class ProcessorCore:
     _generation: int
     _last_lag: float
     _stopping: bool
+    _aborted: bool
     _fatal: ConsumerError | None
     _backoff: Backoff
+    _breaker: CircuitBreaker
     heartbeat: float
 
     def fail(self, error: ConsumerError) -> None:
@@ -86,6 +89,12 @@ class ProcessorCore:
         raise NotImplementedError
 
     def _retry_stalled(self) -> None:
+        raise NotImplementedError
+
+    def _hold(self, record: Any, error: RecordError) -> bool:
+        raise NotImplementedError
+
+    def _breaker_delivered(self, record: Any) -> None:
         raise NotImplementedError
 
     def _retry_dead_letters(self) -> None:

@@ -18,10 +18,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from connector.delivery.breaker import CircuitBreaker
 from connector.delivery.commits import Committer
 from connector.delivery.core import POLL_BATCH, Decoder, Mapper
 from connector.delivery.flow import FlowControl
 from connector.delivery.handoff import CommittedReader, Handoffs
+from connector.delivery.held import BreakerGate
 from connector.delivery.intake import Intake
 from connector.delivery.offsets import OffsetTracker
 from connector.delivery.ordering import KeyedScheduler
@@ -41,7 +43,7 @@ BUSY_POLL_S = 0.005
 IN_FLIGHT_POLL_S = 0.001
 
 
-class Processor(Rebalancing, Results, Intake, FlowControl):
+class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
     """Owns the consumer and everything between a fetched record and its committed offset.
 
     Contract: ``run`` blocks until ``request_stop`` (from a signal handler) or a fatal Kafka
@@ -68,6 +70,7 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         commit: bool = True,
         scanner: DeadLetterScanner | None = None,
         committed_reader: CommittedReader | None = None,
+        breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -118,12 +121,21 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         self._stopping = False
         self._fatal: ConsumerError | None = None
         self._backoff = Backoff(base_s=1.0, max_s=30.0)
+        # No breaker given (unit tests of other parts): one that never trips.
+        self._breaker = breaker or CircuitBreaker(enabled=False)
+        self._probe_at = 0.0
+        self._aborted = False
         self.heartbeat = clock()
         self.running = False
         metrics.records_consumed.labels(topic)  # so rate() starts from 0, not from absent
 
     # -- public ------------------------------------------------------------------------------
     def request_stop(self) -> None:
+        self._stopping = True
+
+    def abort(self) -> None:
+        """A second signal: stop now. The drain ends at once; what finished is still committed."""
+        self._aborted = True
         self._stopping = True
 
     def fail(self, error: ConsumerError) -> None:
@@ -195,6 +207,7 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         self.heartbeat = self._clock()
         self._handle_results(self._sender.drain_results())
         self._retry_stalled()
+        self._probe_held()
         self._retry_dead_letters()
         self._handoffs.check()
         self._dispatch()

@@ -159,7 +159,7 @@ class Rebalancing(ProcessorCore):
         def outstanding() -> int:
             return sum(self._partitions[k].unfinished for k in wanted if k in self._partitions)
 
-        while outstanding() and self._clock() < deadline:
+        while outstanding() and self._clock() < deadline and not self._aborted:
             self.heartbeat = self._clock()
             self._handle_results(self._sender.drain_results())
             self._retry_stalled()

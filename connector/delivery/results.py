@@ -34,6 +34,7 @@ class Results(ProcessorCore):
                     job.ref.topic, job.ref.partition, job.ref.offset, Outcome.DELIVERED, "ok"
                 )
                 self._metrics.last_delivery.set(result.finished_at)
+                self._breaker_delivered(job.record)
                 if job.timestamp_s is not None:
                     latency = max(0.0, result.finished_at - job.timestamp_s)
                     self._metrics.end_to_end_latency.observe(latency)
@@ -58,6 +59,9 @@ class Results(ProcessorCore):
         if state is None:
             return
         gen = state.generation if generation is None else generation
+        # A first attempt (not a retried produce) may be held by the circuit breaker instead.
+        if generation is None and self._hold(record, error):
+            return
         logger.error(
             "dead-lettering %s[%s]@%s: %s (%s)",
             record.topic(),
@@ -65,6 +69,12 @@ class Results(ProcessorCore):
             record.offset(),
             error.reason,
             error.detail,
+            extra={
+                "topic": record.topic(),
+                "partition": record.partition(),
+                "offset": record.offset(),
+                "reason": error.reason,
+            },
         )
         if self._dlq is None:
             # Dry run: nothing is written and nothing committed, but the record is finished,
