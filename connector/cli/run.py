@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import ssl
 import threading
 import time
 from types import FrameType
@@ -18,9 +19,10 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from connector import __version__
 from connector.cli.check import check_registry, group_protocol, kafka_topics
+from connector.delivery.breaker import BreakerAction, CircuitBreaker
 from connector.delivery.handoff import admin_committed_reader
 from connector.delivery.processor import Processor
-from connector.errors import ConnectorError, ConsumerError, StartupError
+from connector.errors import ConfigError, ConnectorError, ConsumerError, StartupError
 from connector.events.decoding import build_decoder
 from connector.events.mapping import Mapper
 from connector.inkit.client import InkitClient
@@ -92,6 +94,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
     registry = CollectorRegistry(auto_describe=True)
     metrics = Metrics(registry)
+    check_ca_bundle(settings)
     partitions = kafka_topics(settings)
     registry_check = check_registry(settings)
     if not registry_check.ok:
@@ -111,6 +114,40 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     mapper = Mapper(settings)
 
     processor_ref: list[Processor] = []
+    sender_ref: list[Sender] = []
+
+    def alive() -> tuple[bool, str]:
+        if sender_ref and not sender_ref[0].alive:
+            return False, "the Inkit sender thread is not running"
+        if not processor_ref:
+            return True, "starting"
+        age = time.monotonic() - processor_ref[0].heartbeat
+        if age > WEDGED_AFTER_S:
+            return False, f"consume loop has not turned for {age:.0f}s"
+        return True, "ok"
+
+    def ready() -> tuple[bool, str]:
+        if not processor_ref or not processor_ref[0].running:
+            return False, "not running"
+        if processor_ref[0].auth_blocked:
+            return False, "Inkit refuses the API key"
+        if processor_ref[0].breaker_open:
+            return False, "circuit breaker open: records fail for one systemic reason"
+        return True, "ok"
+
+    try:  # bind before any Kafka client exists: a busy port is one line, nothing to close
+        health = HealthServer(
+            registry,
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            alive=alive,
+            ready=ready,
+        )
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {settings.metrics_host}:{settings.metrics_port} "
+            f"({exc.strerror}): set METRICS_PORT to a free port"
+        ) from exc
 
     def on_kafka_error(err: Any) -> None:
         if err.fatal() and processor_ref:
@@ -157,6 +194,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         rate_limit=settings.rate_limit,
         close_client=close_client,
     )
+    sender_ref.append(sender)
     processor = Processor(
         consumer=consumer,
         decoder=decoder,
@@ -173,28 +211,25 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         commit=not dry_run,
         scanner=None if dry_run else scanner,
         committed_reader=admin_committed_reader(admin, settings.group_id),
+        breaker=build_breaker(settings),
     )
     processor_ref.append(processor)
-
-    def alive() -> tuple[bool, str]:
-        age = time.monotonic() - processor.heartbeat
-        if age > WEDGED_AFTER_S:
-            return False, f"consume loop has not turned for {age:.0f}s"
-        return True, "ok"
-
-    def ready() -> tuple[bool, str]:
-        if processor.auth_blocked:
-            return False, "Inkit refuses the API key"
-        if not processor.running:
-            return False, "not running"
-        return True, "ok"
-
-    health = HealthServer(
-        registry, host=settings.metrics_host, port=settings.metrics_port, alive=alive, ready=ready
-    )
+    signals: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info("received %s: draining and stopping", signal.Signals(signum).name)
+        signals.append(signum)
+        if len(signals) > 1:
+            logger.warning(
+                "received %s again: stopping at once (in-flight requests are abandoned, "
+                "finished records committed; a restart re-sends the rest)",
+                signal.Signals(signum).name,
+            )
+            processor.abort()
+            return
+        logger.info(
+            "received %s: draining and stopping (send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
         processor.request_stop()
         # The drain, the final commit and close() are each bounded, but librdkafka can hold a
         # commit or a close behind a rebalance for a minute: never outlive the shutdown budget
@@ -229,7 +264,28 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         sender.stop()
         health.stop()
         logger.info("inkit-connector stopped")
-    return 0
+    return 130 if len(signals) > 1 else 0
+
+
+def check_ca_bundle(settings: Settings) -> None:
+    """INKIT_CA_BUNDLE must be a readable PEM file of CAs (else the sender could not start)."""
+    if settings.ca_bundle is None:
+        return
+    try:
+        ssl.create_default_context(cafile=settings.ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a PEM CA file"
+        raise ConfigError(f"INKIT_CA_BUNDLE={settings.ca_bundle}: {why}") from exc
+
+
+def build_breaker(settings: Settings) -> CircuitBreaker:
+    """The circuit breaker from BREAKER_* (BREAKER_MIN_FAILURES=0 switches it off)."""
+    return CircuitBreaker(
+        min_failures=max(1, settings.breaker_min_failures),
+        failure_ratio=settings.breaker_failure_ratio,
+        action=BreakerAction(settings.breaker_action),
+        enabled=settings.breaker_min_failures > 0,
+    )
 
 
 def _close_within(consumer: Any, timeout_s: float) -> None:

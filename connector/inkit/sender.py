@@ -19,6 +19,7 @@ from connector.errors import (
     RateLimited,
     RecordError,
     RejectedError,
+    StartupError,
 )
 from connector.inkit.client import InkitClient
 from connector.inkit.ratelimit import TokenBucket
@@ -120,7 +121,13 @@ class Sender:
         ready = threading.Event()
         self._loop.call_soon(ready.set)
         self._thread.start()
-        ready.wait()
+        while not ready.wait(0.1):
+            if not self._thread.is_alive():  # the client could not be built: say so, not hang
+                raise StartupError("the Inkit sender could not start (see the log above)")
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Cancel whatever still runs, close the HTTP client and end the loop thread."""

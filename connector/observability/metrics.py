@@ -128,6 +128,14 @@ class Metrics:
             "wrote after its last commit, by result (ok, failed: a copy may be written twice).",
             ("result",),
         )
+        self.breaker_open = gauge(
+            "breaker_open",
+            "1 while the circuit breaker holds records that fail for one systemic reason and "
+            "delivery is paused (see BREAKER_MIN_FAILURES).",
+        )
+        self.breaker_trips = counter(
+            "breaker_trips", "Times the circuit breaker opened, by failure reason.", ("reason",)
+        )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
         self.build_info.labels(__version__).set(1)
 
