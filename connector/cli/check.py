@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
-from connector.errors import StartupError
+from connector.errors import ConfigError, StartupError
 from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -135,15 +136,37 @@ def check_registry(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
     return CheckResult("schema registry", True, f"reachable at {settings.schema_registry_url}")
 
 
+def check_ca_bundle(settings: Settings) -> None:
+    """INKIT_CA_BUNDLE must be a readable PEM file of CAs: else no request could be sent (and
+    `run`'s sender could not even start). Raises ConfigError with one line."""
+    if settings.ca_bundle is None:
+        return
+    try:
+        ssl.create_default_context(cafile=settings.ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a PEM CA file"
+        raise ConfigError(f"INKIT_CA_BUNDLE={settings.ca_bundle}: {why}") from exc
+
+
 def check_inkit(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
-    """Inkit's host answers HTTP (any status): the network path and TLS work. Sends no data."""
+    """INKIT_API_URL answers HTTP (the network path and TLS work) with anything but 404 (a
+    wrong path would reject every event). A HEAD without the key: sends no data."""
     parts = urllib.parse.urlsplit(settings.inkit_api_url)
-    base = f"{parts.scheme}://{parts.netloc}/"
+    try:
+        check_ca_bundle(settings)
+    except ConfigError as exc:
+        return CheckResult("inkit", False, exc.detail)
     verify: Any = settings.ca_bundle or True
     try:
-        response = httpx.head(base, timeout=timeout_s, verify=verify)
+        response = httpx.head(settings.inkit_api_url, timeout=timeout_s, verify=verify)
     except httpx.HTTPError as exc:
         return CheckResult("inkit", False, f"{parts.netloc} unreachable ({type(exc).__name__})")
+    if response.status_code == 404:
+        return CheckResult(
+            "inkit",
+            False,
+            f"{settings.inkit_api_url} answers 404 Not Found: check INKIT_API_URL and INKIT_MODE",
+        )
     return CheckResult("inkit", True, f"{parts.netloc} answers (HTTP {response.status_code})")
 
 
@@ -162,6 +185,9 @@ def run_checks(settings: Settings, emit: Callable[[CheckResult], None]) -> bool:
         results.append(CheckResult("dead-letter topic", True, settings.dlq_topic))
         protocol, why = group_protocol(settings)
         results.append(CheckResult("group protocol", True, f"{protocol}: {why}"))
+        from connector.cli.sample import check_sample  # imports this module's CheckResult
+
+        results.append(check_sample(settings))
     results.append(check_registry(settings))
     results.append(check_inkit(settings))
     for result in results:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -28,6 +29,7 @@ class ProduceReport:
     produced: int = 0
     failed: int = 0
     invalid: list[str] = field(default_factory=list)  # "line N: why" (never the line's content)
+    reasons: Counter[str] = field(default_factory=Counter)  # why records failed, by count
 
 
 def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
@@ -37,12 +39,6 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
     The record key is the event's userId, else anonymousId (Segment's partitioning), so one
     user's events stay in one partition and in order.
     """
-    registry = None
-    if settings.value_format == "confluent-avro" and settings.schema_registry_url:
-        registry = avro.SchemaRegistry(
-            settings.schema_registry_url, settings.schema_registry_user_info
-        )
-    encoder = build_encoder(settings.value_format, registry=registry, topic=settings.topic)
     errors: list[str] = []
     conf: dict[str, Any] = dict(settings.librdkafka_common())
     conf.update(
@@ -55,6 +51,15 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
         }
     )
     producer = Producer(conf)
+    # Before registering a schema or encoding anything: a missing topic is one line at once,
+    # not a 30 s wait for acknowledgements that cannot come.
+    _require_topic(producer, settings)
+    registry = None
+    if settings.value_format == "confluent-avro" and settings.schema_registry_url:
+        registry = avro.SchemaRegistry(
+            settings.schema_registry_url, settings.schema_registry_user_info
+        )
+    encoder = build_encoder(settings.value_format, registry=registry, topic=settings.topic)
     report = ProduceReport()
 
     def delivered(err: Any, _msg: Any) -> None:
@@ -62,7 +67,8 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
             report.produced += 1
         else:
             report.failed += 1
-            errors.append(str(err))
+            errors.append(err.str())
+            report.reasons[err.str()] += 1
 
     try:
         for number, line in enumerate(lines, start=1):
@@ -95,11 +101,34 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
         )
     for problem in report.invalid:
         out.write(f"skipped {problem}\n")
+    why = ", ".join(f"{n} × {reason}" for reason, n in report.reasons.most_common())
     out.write(
         f"produced {report.produced} record(s) to {settings.topic} as {settings.value_format}"
-        f"; {len(report.invalid)} invalid line(s) skipped; {report.failed} failed\n"
+        f"; {len(report.invalid)} invalid line(s) skipped; {report.failed} failed"
+        + (f" ({why})" if why else "")
+        + "\n"
     )
     return 0 if report.failed == 0 and not report.invalid else 1
+
+
+def _require_topic(producer: Any, settings: Settings) -> None:
+    # All topics, not list_topics(topic): asking for one topic by name lets a broker with
+    # auto.create.topics.enable create it (librdkafka's allow.auto.create.topics is true for
+    # producers since librdkafka 1.9.3, confluentinc/librdkafka#3952), which would hide the
+    # mistake.
+    try:
+        metadata = producer.list_topics(timeout=10)
+    except KafkaException as exc:
+        raise ConsumerError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} ({exc.args[0].str()}): "
+            "check KAFKA_BOOTSTRAP_SERVERS"
+        ) from exc
+    topic = metadata.topics.get(settings.topic)
+    if topic is None or topic.error is not None:
+        raise ConsumerError(
+            f"topic {settings.topic!r} does not exist: create it (`make local-up` creates the "
+            "local one) or fix KAFKA_TOPIC"
+        )
 
 
 def _produce(producer: Any, topic: str, key: bytes | None, value: bytes, cb: Any) -> None:

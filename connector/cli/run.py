@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import ssl
 import threading
 import time
 from types import FrameType
@@ -18,11 +17,11 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from connector import __version__
-from connector.cli.check import check_registry, group_protocol, kafka_topics
+from connector.cli.check import check_ca_bundle, check_registry, group_protocol, kafka_topics
 from connector.delivery.breaker import BreakerAction, CircuitBreaker
 from connector.delivery.handoff import admin_committed_reader
 from connector.delivery.processor import Processor
-from connector.errors import ConfigError, ConnectorError, ConsumerError, StartupError
+from connector.errors import ConnectorError, ConsumerError, StartupError
 from connector.events.decoding import build_decoder
 from connector.events.mapping import Mapper
 from connector.inkit.client import InkitClient
@@ -99,20 +98,6 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     registry_check = check_registry(settings)
     if not registry_check.ok:
         raise StartupError(f"schema registry {registry_check.detail}: check SCHEMA_REGISTRY_URL")
-    # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
-    logger.info(
-        "inkit-connector %s starting (dry run: %s); configuration: %s",
-        __version__,
-        dry_run,
-        settings.redacted(),
-    )
-
-    logger.info("topic %s has %d partitions", settings.topic, partitions[settings.topic])
-    protocol, why = group_protocol(settings)
-    logger.info("consumer group protocol: %s (%s)", protocol, why)
-    decoder = build_decoder(settings)
-    mapper = Mapper(settings)
-
     processor_ref: list[Processor] = []
     sender_ref: list[Sender] = []
 
@@ -148,6 +133,20 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
             f"cannot listen on {settings.metrics_host}:{settings.metrics_port} "
             f"({exc.strerror}): set METRICS_PORT to a free port"
         ) from exc
+
+    # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
+    logger.info(
+        "inkit-connector %s starting (dry run: %s); configuration: %s",
+        __version__,
+        dry_run,
+        settings.redacted(),
+    )
+
+    logger.info("topic %s has %d partitions", settings.topic, partitions[settings.topic])
+    protocol, why = group_protocol(settings)
+    logger.info("consumer group protocol: %s (%s)", protocol, why)
+    decoder = build_decoder(settings)
+    mapper = Mapper(settings)
 
     def on_kafka_error(err: Any) -> None:
         if err.fatal() and processor_ref:
@@ -211,7 +210,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         commit=not dry_run,
         scanner=None if dry_run else scanner,
         committed_reader=admin_committed_reader(admin, settings.group_id),
-        breaker=build_breaker(settings),
+        breaker=build_breaker(settings, dry_run=dry_run),
     )
     processor_ref.append(processor)
     signals: list[int] = []
@@ -243,9 +242,9 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     signal.signal(signal.SIGINT, on_signal)
     health.start()
     logger.info("metrics, /healthz and /readyz on port %d", health.port)
-    sender.start()
-    metrics.ready.set(1)
     try:
+        sender.start()  # raises StartupError (one line) if its HTTP client cannot be built
+        metrics.ready.set(1)
         processor.subscribe()
         processor.run()
     except ConnectorError:
@@ -267,23 +266,13 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     return 130 if len(signals) > 1 else 0
 
 
-def check_ca_bundle(settings: Settings) -> None:
-    """INKIT_CA_BUNDLE must be a readable PEM file of CAs (else the sender could not start)."""
-    if settings.ca_bundle is None:
-        return
-    try:
-        ssl.create_default_context(cafile=settings.ca_bundle)
-    except (OSError, ssl.SSLError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a PEM CA file"
-        raise ConfigError(f"INKIT_CA_BUNDLE={settings.ca_bundle}: {why}") from exc
-
-
-def build_breaker(settings: Settings) -> CircuitBreaker:
-    """The circuit breaker from BREAKER_* (BREAKER_MIN_FAILURES=0 switches it off)."""
+def build_breaker(settings: Settings, *, dry_run: bool = False) -> CircuitBreaker:
+    """The circuit breaker from BREAKER_* (BREAKER_MIN_FAILURES=0 switches it off). A dry run
+    holds nothing: it reports that the breaker would open and reads on."""
     return CircuitBreaker(
         min_failures=max(1, settings.breaker_min_failures),
         failure_ratio=settings.breaker_failure_ratio,
-        action=BreakerAction(settings.breaker_action),
+        action=BreakerAction.DEAD_LETTER if dry_run else BreakerAction(settings.breaker_action),
         enabled=settings.breaker_min_failures > 0,
     )
 

@@ -47,8 +47,9 @@ class BreakerGate(ProcessorCore):
             )
         elif not held and warned is None and self._breaker.would_trip is not None:
             logger.error(
-                "circuit breaker would open (most recent records fail with %s) but "
-                "BREAKER_ACTION=dead-letter: dead-lettering on. Likely cause: %s.",
+                "circuit breaker would open (most recent records fail with %s) but does not "
+                "pause (BREAKER_ACTION=dead-letter, or --dry-run): dead-lettering on. "
+                "Likely cause: %s.",
                 error.reason,
                 likely_cause(error, record.value()),
                 extra=_fields(record, error.reason),

@@ -62,19 +62,22 @@ class Results(ProcessorCore):
         # A first attempt (not a retried produce) may be held by the circuit breaker instead.
         if generation is None and self._hold(record, error):
             return
-        logger.error(
-            "dead-lettering %s[%s]@%s: %s (%s)",
+        fields = {
+            "topic": record.topic(),
+            "partition": record.partition(),
+            "offset": record.offset(),
+            "reason": error.reason,
+        }
+        logger.log(
+            logging.ERROR if self._dlq is not None else logging.WARNING,
+            "%s %s[%s]@%s: %s (%s)",
+            "dead-lettering" if self._dlq is not None else "dry run: would dead-letter",
             record.topic(),
             record.partition(),
             record.offset(),
             error.reason,
             error.detail,
-            extra={
-                "topic": record.topic(),
-                "partition": record.partition(),
-                "offset": record.offset(),
-                "reason": error.reason,
-            },
+            extra=fields,
         )
         if self._dlq is None:
             # Dry run: nothing is written and nothing committed, but the record is finished,

@@ -22,6 +22,7 @@ from connector.errors import (
     StartupError,
 )
 from connector.inkit.client import InkitClient
+from connector.inkit.outage_log import OutageLog
 from connector.inkit.ratelimit import TokenBucket
 from connector.inkit.retry import Backoff
 from connector.models import InkitRequest, RecordRef
@@ -115,6 +116,8 @@ class Sender:
         self._auth_ok: asyncio.Event | None = None
         self._prober: Job | None = None
         self.auth_blocked = False  # read by the consume loop; written only on the loop thread
+        self._outage = OutageLog()
+        self._start_error = "unknown error"
 
     # -- lifecycle (consume-loop thread) ---------------------------------------------------
     def start(self) -> None:
@@ -123,7 +126,7 @@ class Sender:
         self._thread.start()
         while not ready.wait(0.1):
             if not self._thread.is_alive():  # the client could not be built: say so, not hang
-                raise StartupError("the Inkit sender could not start (see the log above)")
+                raise StartupError(f"the Inkit sender could not start ({self._start_error})")
 
     @property
     def alive(self) -> bool:
@@ -161,7 +164,11 @@ class Sender:
     # -- the loop thread -----------------------------------------------------------------
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._client = self._client_factory()
+        try:
+            self._client = self._client_factory()
+        except Exception as exc:  # noqa: BLE001 - the thread's top level: start() reports it
+            self._start_error = f"{type(exc).__name__}: {exc}"
+            return
         self._auth_ok = asyncio.Event()
         self._auth_ok.set()
         if self._rate_limit:
@@ -250,16 +257,25 @@ class Sender:
                 retry_reason, status_seen = exc.reason, exc.status
             except RejectedError as exc:
                 self._unblock(job)
+                self._outage.answered()
                 return Result(job, ResultKind.FAILED, status=exc.status, error=exc)
             else:
                 self._unblock(job)
+                self._outage.answered()
                 return Result(job, ResultKind.DELIVERED, status=status)
+            self._outage.failed(retry_reason, status_seen, _fields(job))
             failing_s = time.monotonic() - started - blocked_s
             if failing_s + delay > self._retry_max_s:
                 error = RetryExhausted(retry_reason, status_seen, attempt)
                 return Result(job, ResultKind.FAILED, status=status_seen, error=error)
             self._metrics.retries.labels(retry_reason).inc()
-            logger.debug("retrying %s in %.2fs (%s)", job.ref, delay, retry_reason)
+            logger.debug(
+                "retrying %s in %.2fs (%s)",
+                job.ref,
+                delay,
+                retry_reason,
+                extra={**_fields(job), "reason": retry_reason},
+            )
             await asyncio.sleep(delay)
 
     def _block(self, prober: Job, status: int) -> None:
@@ -289,3 +305,8 @@ class Sender:
     async def _respect_throttle(self) -> None:
         while (wait := self._not_before - time.monotonic()) > 0:
             await asyncio.sleep(wait)
+
+
+def _fields(job: Job) -> dict[str, Any]:
+    """JSON log fields of a job's record (LOG_FORMAT=json): where it is, never what it holds."""
+    return {"topic": job.ref.topic, "partition": job.ref.partition, "offset": job.ref.offset}

@@ -70,7 +70,7 @@ def test_a_wrong_value_format_pauses_instead_of_dead_lettering_the_topic(
     env["BREAKER_ACTION"] = "dead-letter"
     anyway = ConnectorProcess(env, tmp_path, name="anyway").start()
     wait_until(lambda: committed(kafka_bootstrap, group, topic, 1)[0] == EVENTS, 60)
-    assert "BREAKER_ACTION=dead-letter: dead-lettering on" in anyway.log_text()
+    assert "does not pause (BREAKER_ACTION=dead-letter" in anyway.log_text()
     assert anyway.stop(30) == 0
     assert len(read_all(kafka_bootstrap, dlq, timeout_s=3)) == EVENTS
 
