@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from connector import __version__
 from connector.cli.check import check_ca_bundle, check_registry, group_protocol, kafka_topics
 from connector.delivery.breaker import BreakerAction, CircuitBreaker
-from connector.delivery.handoff import admin_committed_reader
+from connector.delivery.handoff import admin_committed_reader, admin_group_members
 from connector.delivery.processor import Processor
 from connector.errors import ConnectorError, ConsumerError, StartupError
 from connector.events.decoding import build_decoder
@@ -211,6 +211,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         scanner=None if dry_run else scanner,
         committed_reader=admin_committed_reader(admin, settings.group_id),
         breaker=build_breaker(settings, dry_run=dry_run),
+        group_members=admin_group_members(admin, settings.group_id),
     )
     processor_ref.append(processor)
     signals: list[int] = []

@@ -22,7 +22,7 @@ from connector.delivery.breaker import CircuitBreaker
 from connector.delivery.commits import Committer
 from connector.delivery.core import POLL_BATCH, Decoder, Mapper
 from connector.delivery.flow import FlowControl
-from connector.delivery.handoff import CommittedReader, Handoffs
+from connector.delivery.handoff import CommittedReader, GroupMembers, Handoffs
 from connector.delivery.held import BreakerGate
 from connector.delivery.intake import Intake
 from connector.delivery.offsets import OffsetTracker
@@ -71,6 +71,7 @@ class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
         scanner: DeadLetterScanner | None = None,
         committed_reader: CommittedReader | None = None,
         breaker: CircuitBreaker | None = None,
+        group_members: GroupMembers | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -99,6 +100,7 @@ class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
             rescan=self._rescan_dead_letters,
             clock=clock,
             wall_clock=wall_clock,
+            members=group_members,
         )
         self._committer = Committer(
             consumer=consumer,
