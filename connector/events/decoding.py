@@ -142,7 +142,9 @@ class ConfluentAvroDecoder(Decoder):
     def decode(self, value: bytes | None) -> SegmentMessage:
         data = self._checked(value)
         if data[0] != avro.MAGIC_BYTE:
-            raise _fail(DecodeReason.BAD_MAGIC_BYTE, f"magic byte is {data[0]}, expected 0")
+            # "{" (123) or whitespace first: Segment JSON, the commonest mix-up; say so.
+            looks = "; the value looks like JSON" if data.lstrip()[:1] == b"{" else ""
+            raise _fail(DecodeReason.BAD_MAGIC_BYTE, f"magic byte is {data[0]}, expected 0{looks}")
         if len(data) < avro.HEADER.size:
             raise _fail(DecodeReason.TRUNCATED, "the record is shorter than the 5-byte header")
         _, schema_id = avro.HEADER.unpack_from(data)
