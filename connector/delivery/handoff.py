@@ -33,20 +33,20 @@ HANDOFF_POLL_S = 0.2
 
 # Reads the group's committed offsets (with metadata) for some partitions, without blocking.
 CommittedReader = Callable[[list[TopicPartition]], "Future[list[TopicPartition]]"]
-# Counts the group's members (this one included), without blocking.
-GroupMembers = Callable[[], "Future[int]"]
+# The member ids of the group (this one included), without blocking.
+GroupMembers = Callable[[], "Future[list[str]]"]
 
 
 def admin_group_members(admin: Any, group_id: str) -> GroupMembers:
     """A GroupMembers over an AdminClient (DescribeConsumerGroups; works for the classic and the
     consumer group protocols)."""
 
-    def count() -> Future[int]:
-        result: Future[int] = Future()
+    def count() -> Future[list[str]]:
+        result: Future[list[str]] = Future()
 
         def done(future: Future[Any]) -> None:
             try:
-                result.set_result(len(future.result().members))
+                result.set_result([m.member_id for m in future.result().members])
             except KafkaException as exc:
                 result.set_exception(exc)
             except Exception as exc:  # noqa: BLE001 - the loop only knows KafkaException
@@ -106,7 +106,7 @@ class Handoffs:
         # (it stopped before its final commit landed, or was killed): when this member is the
         # group's only one, nobody drains, so waiting out the deadline would only delay it.
         self._members = members
-        self._members_read: Future[int] | None = None
+        self._members_read: Future[list[str]] | None = None
         self._rescan = rescan
         self._clock = clock
         self._wall_clock = wall_clock
@@ -151,7 +151,8 @@ class Handoffs:
 
     def _alone(self) -> bool:
         """True once a members read (issued here, never blocking) says this member is the
-        group's only one."""
+        group's only one: exactly its own member id, so an empty or partial description (a
+        group of another protocol, a read during a rebalance) never counts as alone."""
         if self._members is None:
             return False
         read = self._members_read
@@ -162,9 +163,11 @@ class Handoffs:
             return False
         self._members_read = None  # read again next time: membership changes
         try:
-            return read.result() <= 1
-        except KafkaException:
+            members = read.result()
+            me = self._consumer.memberid()
+        except (KafkaException, RuntimeError):
             return False
+        return bool(me) and members == [me]
 
     def _end(
         self,
