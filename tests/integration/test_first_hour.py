@@ -186,9 +186,7 @@ def test_check_names_the_format_the_topic_records_look_like(
         },
     )
     assert "they look like JSON: set KAFKA_VALUE_FORMAT=json" in result.stdout
-    # The right format passes.
-    result = cli("check", env={**base, "KAFKA_TOPIC": avro_topic})
-    assert "ok   records: 20 of the latest 20 decode as avro" in result.stdout
+    # (The right format passing: test_local_up.py.)
 
 
 def _closed_port() -> int:
@@ -242,7 +240,7 @@ def test_an_outage_is_logged_and_the_runbook_greps_find_it(
     )
     connector = ConnectorProcess(env, tmp_path, name="outage").start()
     connector.wait_ready(60)
-    inkit_simulator.set_faults(Faults(outage_status=503, outage_until=time.time() + 3))
+    inkit_simulator.set_faults(Faults(outage_status=503, outage_until=time.time() + 1.5))
     produce(kafka_bootstrap, topic, [identify("u1", 1)], raw=[(b"bad", b"\x01not avro")])
     wait_until(lambda: "Inkit answers again" in connector.log_text(), 60, connector.log_tail())
     connector.signal(signal.SIGTERM)
