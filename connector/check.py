@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 # Public as confluent_kafka.admin.*, but not re-exported there for type checkers.
@@ -18,6 +18,7 @@ from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
 from connector.errors import StartupError
+from connector.kafka_security_errors import explain as explain_security_error
 from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,9 @@ def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
     errors: list[str] = []
 
     def on_error(err: Any) -> None:
-        if err.code() == KafkaError._AUTHENTICATION:
-            errors.append("Kafka authentication failed: check KAFKA_CONFIG_SASL_* settings")
+        reason = explain_security_error(err, conf)  # wrong password, untrusted certificate...
+        if reason is not None and not errors:
+            errors.append(reason)
 
     conf: dict[str, Any] = dict(settings.librdkafka_common())
     conf["error_cb"] = on_error
@@ -79,7 +81,10 @@ def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
     # The check reports its own one-line verdict; librdkafka's per-attempt connection errors
     # (syslog level 3, repeated every few hundred ms) would bury it.
     conf["log_level"] = 2
-    admin = AdminClient(conf)
+    try:
+        admin = AdminClient(conf)
+    except KafkaException as exc:  # e.g. an ssl.* file that does not exist or does not parse
+        raise StartupError(f"Kafka client settings rejected: {exc.args[0].str()}") from exc
     # The error callback only runs when the client is polled, so wait in short slices: a refused
     # SASL password is then reported as such within a second instead of as a timeout.
     deadline = time.monotonic() + timeout_s
