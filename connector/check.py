@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -124,20 +125,44 @@ def check_registry(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
     try:
         response = httpx.get(url, auth=auth, timeout=timeout_s)
     except httpx.HTTPError as exc:
+        untrusted = _certificate_error(exc)
+        if untrusted is not None:
+            return CheckResult(
+                "schema registry",
+                False,
+                f"TLS certificate of {settings.schema_registry_url} not accepted "
+                f"({untrusted}): set SSL_CERT_FILE to the registry's CA certificate",
+            )
         return CheckResult(
             "schema registry",
             False,
-            f"unreachable at {settings.schema_registry_url} ({type(exc).__name__})",
+            f"unreachable at {settings.schema_registry_url} ({type(exc).__name__}): "
+            "check SCHEMA_REGISTRY_URL",
         )
     if response.status_code in (401, 403):
         return CheckResult(
             "schema registry",
             False,
-            f"HTTP {response.status_code}: check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+            f"HTTP {response.status_code} (credentials refused): "
+            "check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
         )
     if response.status_code >= 400:
-        return CheckResult("schema registry", False, f"HTTP {response.status_code} from {url}")
+        return CheckResult(
+            "schema registry",
+            False,
+            f"HTTP {response.status_code} from {url}: check SCHEMA_REGISTRY_URL",
+        )
     return CheckResult("schema registry", True, f"reachable at {settings.schema_registry_url}")
+
+
+def _certificate_error(exc: BaseException) -> str | None:
+    """OpenSSL's reason when ``exc`` was caused by a failed certificate check, else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def check_inkit(settings: Settings, timeout_s: float = 5.0) -> CheckResult:

@@ -6,81 +6,34 @@ exit within seconds, with no secret in the output."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from connector.testing.inkit_simulator import InkitSimulator
 from connector.testing.kafka_broker import KafkaBroker
 from connector.testing.kafka_security import SecurityMode, client_settings_env
 from connector.testing.tls_material import TlsFiles
-from tests.fixtures.kafka import SECURE_USERS, create_topic
+from tests.fixtures.kafka import SECURE_USERS
 from tests.integration.harness import (
     ConnectorProcess,
     Deliveries,
-    connector_env,
     dlq_headers,
     identify,
     read_all,
     wait_until,
 )
 from tests.reliability import Stopwatch, write_figures
+from tests.reliability.secure_clients import FAIL_FAST_BOUND_S, cli, new_topics, secure_env
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = SECURE_USERS["svc-inkit"]
 WRONG_PASSWORD = "not-the-password-9913"
-FAIL_FAST_BOUND_S = 20.0
 EVENTS = 30
 WORKING_MODES = [SecurityMode.SASL_SSL_SCRAM, SecurityMode.SASL_SSL_PLAIN, SecurityMode.MTLS]
-
-
-def cli(
-    command: list[str], env: dict[str, str], stdin: str = "", timeout_s: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *command],
-        env={**os.environ, "METRICS_HOST": "127.0.0.1", "METRICS_PORT": "0", **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
-def secure_env(
-    broker: KafkaBroker,
-    mode: SecurityMode,
-    simulator: InkitSimulator,
-    topic: str,
-    group: str,
-    **client: str,
-) -> dict[str, str]:
-    """The connector's environment for the ``mode`` listener, ``client`` overriding settings."""
-    config = {
-        str(k): str(v)
-        for k, v in broker.secure_client_config(mode).items()
-        if k != "bootstrap.servers"
-    }
-    config.update(client)
-    config = {k: v for k, v in config.items() if v}  # "" removes a setting
-    env = connector_env(broker.address(mode), topic, f"{topic}.dlq", simulator, group)
-    return {**env, **client_settings_env(config)}
-
-
-def new_topics(broker: KafkaBroker) -> str:
-    admin = AdminClient(broker.client_config())  # the PLAINTEXT listener: test setup only
-    topic = f"sec-{uuid.uuid4().hex[:8]}"
-    create_topic(admin, topic, 2)
-    create_topic(admin, f"{topic}.dlq", 1)
-    return topic
 
 
 @pytest.mark.parametrize("mode", WORKING_MODES, ids=str)
