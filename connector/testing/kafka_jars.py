@@ -13,6 +13,9 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DEFAULT_VERSION = "4.1.1"
+# The newest 3.x Maven Central serves here (checked 2026-12-03): brokers without KIP-848 by
+# default, where the connector runs the classic group protocol.
+KAFKA3_VERSION = "3.9.2"
 # The slf4j 1.x binding Kafka's distribution ships; the Maven artifact leaves it out, and without
 # it the broker logs nothing, so a failed start would have no log to show.
 LOG4J_VERSION = "2.24.3"
