@@ -19,6 +19,8 @@ from enum import StrEnum
 from connector.testing.tls_material import TlsFiles
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
+# The SCRAM listener also takes SCRAM-SHA-256 (Aiven's default), with the same users.
+SCRAM_MECHANISMS = (SCRAM_MECHANISM, "SCRAM-SHA-256")
 
 
 class SecurityMode(StrEnum):
@@ -74,9 +76,10 @@ class BrokerSecurity:
             prefix = f"listener.name.{name.lower()}."
             props[prefix + "ssl.keystore.location"] = str(keystores[mode])
             if mechanism is not None:
-                props[prefix + "sasl.enabled.mechanisms"] = mechanism
-                module = _jaas(mechanism, self.users)
-                props[prefix + f"{mechanism.lower()}.sasl.jaas.config"] = module
+                mechanisms = SCRAM_MECHANISMS if mechanism == SCRAM_MECHANISM else (mechanism,)
+                props[prefix + "sasl.enabled.mechanisms"] = ",".join(mechanisms)
+                for each in mechanisms:
+                    props[prefix + f"{each.lower()}.sasl.jaas.config"] = _jaas(each, self.users)
         props["listener.name.mtls.ssl.client.auth"] = "required"
         return props
 
@@ -84,7 +87,8 @@ class BrokerSecurity:
         """Extra ``kafka-storage format`` arguments that create the SCRAM users."""
         arguments: list[str] = []
         for user, password in self.users.items():
-            arguments += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
+            for mechanism in SCRAM_MECHANISMS:
+                arguments += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
         return arguments
 
     def client_config(self, mode: SecurityMode, username: str | None = None) -> dict[str, str]:
