@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+from connector.testing.broker_config import BrokerPorts, write_broker_config
 from connector.testing.kafka_jars import (
     DEFAULT_VERSION,
     MARKER_NAME,
@@ -46,18 +47,6 @@ logger = logging.getLogger(__name__)
 # avoids G1's per-core threads and regions, which matter more than pause times here.
 JVM_OPTS = ("-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError")
 LOG_TAIL_LINES = 40
-
-_LOG4J2 = """status = warn
-appender.file.type = File
-appender.file.name = FILE
-appender.file.fileName = {log_file}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = FILE
-logger.state.name = state.change.logger
-logger.state.level = WARN
-"""
 
 
 def free_port() -> int:
@@ -274,71 +263,12 @@ class KafkaBroker:
         forget_for_cleanup(self)
 
     def _write_config(self, data_dir: Path) -> Path:
-        protocol = "SASL_PLAINTEXT" if self._users else "PLAINTEXT"
-        listeners = [f"{protocol}://127.0.0.1:{self._port}"]
-        protocols = {"CONTROLLER": "PLAINTEXT", "PLAINTEXT": "PLAINTEXT"}
-        protocols["SASL_PLAINTEXT"] = "SASL_PLAINTEXT"
-        if self._security is not None:
-            listeners += self._security.listeners(self._secure_ports)
-            protocols |= self._security.listener_protocols()
-        settings: dict[str, str | int] = {
-            "process.roles": "broker,controller",
-            "node.id": 1,
-            "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{self._controller_port}"]),
-            "advertised.listeners": ",".join(listeners),
-            "listener.security.protocol.map": ",".join(f"{k}:{v}" for k, v in protocols.items()),
-            "inter.broker.listener.name": protocol,
-            "controller.listener.names": "CONTROLLER",
-            # Static voters rather than `format --standalone`: the voter set then comes from this
-            # file on every start instead of being frozen into the log at format time.
-            "controller.quorum.voters": f"1@127.0.0.1:{self._controller_port}",
-            "log.dirs": str(data_dir / "kraft"),
-            "auto.create.topics.enable": "false",
-            "num.partitions": 1,
-            "offsets.topic.replication.factor": 1,
-            # 50 partitions by default: creating them delays the first group commit by seconds.
-            "offsets.topic.num.partitions": 1,
-            "transaction.state.log.replication.factor": 1,
-            "transaction.state.log.min.isr": 1,
-            "transaction.state.log.num.partitions": 1,
-            "share.coordinator.state.topic.replication.factor": 1,
-            "share.coordinator.state.topic.min.isr": 1,
-            "group.initial.rebalance.delay.ms": 0,
-            # KIP-848 (group.protocol=consumer) groups: heartbeat and session are set here, not by
-            # the client; 5 s / 45 s by default (and as minimums), which would slow every test.
-            "group.consumer.min.heartbeat.interval.ms": 500,
-            "group.consumer.heartbeat.interval.ms": 500,
-            "group.consumer.min.session.timeout.ms": 6000,
-            "group.consumer.session.timeout.ms": 6000,
-            # After a crash (kill()) the controller refuses the new incarnation of node 1 until the
-            # old one's session expires: 9 s by default, which every crash test would wait out.
-            "broker.session.timeout.ms": 2000,
-            "broker.heartbeat.interval.ms": 500,
-            # Fewer threads and a small cleaner buffer (128 MiB by default) fit the small heap.
-            "num.network.threads": 2,
-            "num.io.threads": 2,
-            "num.recovery.threads.per.data.dir": 1,
-            "log.cleaner.dedupe.buffer.size": 8 * 1024 * 1024,
-        }
-        if self._users:
-            user, password = self._internal_user
-            entries = {user: password, **self._users}
-            jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required "
-            jaas += f'username="{user}" password="{password}" '
-            jaas += " ".join(f'user_{name}="{secret}"' for name, secret in entries.items()) + ";"
-            settings |= {
-                "sasl.enabled.mechanisms": "PLAIN",
-                "sasl.mechanism.inter.broker.protocol": "PLAIN",
-                "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
-            }
-        if self._security is not None:
-            settings |= self._security.broker_properties()
-        path = data_dir / "server.properties"
-        path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
-        (data_dir / "log4j2.properties").write_text(
-            _LOG4J2.format(log_file=data_dir / "server.log")
+        return write_broker_config(
+            data_dir,
+            BrokerPorts(self._port, self._controller_port, self._secure_ports),
+            dict([self._internal_user], **self._users) if self._users else {},
+            self._security,
         )
-        return path
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], deadline: float) -> None:
         # Imported here: the rest of this module (fetch, CLI) works without the client library.
