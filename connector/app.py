@@ -29,6 +29,7 @@ from connector.decoding import build_decoder
 from connector.dlq import DeadLetterQueue
 from connector.dlq_recovery import DeadLetterScanner
 from connector.errors import ConnectorError, ConsumerError, StartupError
+from connector.group_lag import GroupLagMonitor
 from connector.handoff import admin_committed_reader
 from connector.health import HealthServer
 from connector.inkit import InkitClient
@@ -209,6 +210,9 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     health.start()
     logger.info("metrics, /healthz and /readyz on port %d", health.port)
     sender.start()
+    # The group's lag as the broker sees it (group_lag.py): catches a stalled but alive member.
+    group_lag = GroupLagMonitor(admin, settings.group_id, settings.topic, metrics)
+    group_lag.start()
     metrics.ready.set(1)
     try:
         processor.subscribe()
@@ -226,6 +230,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         if producer is not None:
             producer.flush(10)
         scanner.close()
+        group_lag.stop()
         sender.stop()
         health.stop()
         logger.info("inkit-connector stopped")
