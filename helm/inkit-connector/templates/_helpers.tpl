@@ -165,3 +165,19 @@ A value as env text. Helm reads numbers from values files as float64, which woul
 {{- . | toString }}
 {{- end }}
 {{- end }}
+
+{{/*
+Name of a monitoring object (ServiceMonitor, PodMonitor, PrometheusRule, dashboard ConfigMap).
+Args: list <root context> <target namespace>. In the release's namespace it is the full name; in
+another one (a shared `monitoring` namespace) it is prefixed with the release's namespace, so
+same-named releases of different namespaces do not overwrite each other's objects there.
+*/}}
+{{- define "inkit-connector.monitoringName" -}}
+{{- $root := index . 0 }}
+{{- $ns := index . 1 }}
+{{- if eq $ns $root.Release.Namespace }}
+{{- include "inkit-connector.fullname" $root }}
+{{- else }}
+{{- printf "%s-%s" $root.Release.Namespace (include "inkit-connector.fullname" $root) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
