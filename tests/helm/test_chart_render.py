@@ -50,6 +50,7 @@ def test_ci_values_files_are_all_there() -> None:
         "04-keda",
         "05-network-policy",
         "06-inline-secret-dev",
+        "07-operations",
     ]
 
 
@@ -119,8 +120,12 @@ def assert_crd_structure(doc: dict[str, Any], out: Rendered) -> None:
             assert set(ref) == {"name"}
     elif kind == "TriggerAuthentication":
         assert doc["apiVersion"] == "keda.sh/v1alpha1"
-        params = {ref["parameter"] for ref in spec["secretTargetRef"]}
-        assert params == {"username", "password"}
+        params = [ref["parameter"] for ref in spec["secretTargetRef"]]
+        assert len(params) == len(set(params))
+        # KEDA's kafka scaler: SASL credentials and TLS material (PEM) as auth parameters.
+        assert set(params) <= {"username", "password", "ca", "cert", "key", "keyPassword"}
+        assert ("username" in params) == ("password" in params)
+        assert ("cert" in params) == ("key" in params)
         assert all(ref["name"] and ref["key"] for ref in spec["secretTargetRef"])
 
 
