@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from connector.cli import run
 from connector.settings import KAFKA_PASSTHROUGH_PREFIX, SETTINGS
 from tests.helm.conftest import (
     CHART,
@@ -295,13 +295,8 @@ def test_bad_combinations_fail_with_a_clear_message(
 
 
 def _watchdog_margin_s() -> float:
-    """The connector's SHUTDOWN_MARGIN_S, read from its composition root (wherever it lives)."""
-    for module in ("connector.cli.run", "connector.app"):
-        try:
-            return float(importlib.import_module(module).SHUTDOWN_MARGIN_S)
-        except ModuleNotFoundError:
-            continue
-    raise AssertionError("SHUTDOWN_MARGIN_S not found in the composition root")
+    """The connector's SHUTDOWN_MARGIN_S, from its composition root."""
+    return float(run.SHUTDOWN_MARGIN_S)
 
 
 # The connector's watchdog exits after 2 × drain + SHUTDOWN_MARGIN_S; SIGKILL must come 10 s later.

@@ -1,5 +1,5 @@
-"""The broker-side group lag (connector/group_lag.py) against the real broker: every partition of
-the topic, owned or not, committed or not, and a failed read clears the gauges."""
+"""The broker-side group lag (connector/kafka/group_lag.py) against the real broker: every
+partition of the topic, owned or not, committed or not, and a failed read clears the gauges."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from connector.group_lag import GroupLagMonitor, PartitionLag, read_group_lag
-from connector.metrics import Metrics
+from connector.kafka.group_lag import GroupLagMonitor, PartitionLag, read_group_lag
+from connector.observability.metrics import Metrics
 
 pytestmark = pytest.mark.integration
 

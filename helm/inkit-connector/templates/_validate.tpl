@@ -72,7 +72,7 @@ Included once, from deployment.yaml.
 {{- end }}
 {{- end }}
 
-{{- /* Shutdown: the connector's watchdog (connector/app.py: 2 × drain + SHUTDOWN_MARGIN_S 5 s)
+{{- /* Shutdown: the connector's watchdog (connector/cli/run.py: 2 × drain + SHUTDOWN_MARGIN_S 5 s)
 must fire, and the final commit land, before Kubernetes' SIGKILL: a 10 s margin above it. */}}
 {{- $watchdog := addf (mulf 2 (float64 $v.drainTimeoutSeconds)) 5 }}
 {{- if lt (float64 $v.terminationGracePeriodSeconds) (addf $watchdog 10) }}
