@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 GROUP_LAG_INTERVAL_S = 30.0
 GROUP_LAG_TIMEOUT_S = 10.0
+# stop() waits this long at most: the thread is a daemon holding nothing to flush, and a read in
+# flight must not eat into the shutdown budget (the drain and the final commit come first).
+STOP_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,9 @@ def _offsets(admin: Any, tps: list[TopicPartition], spec: Any, timeout_s: float)
 class GroupLagMonitor:
     """Exports ``group_lag_records`` and ``group_committed_offset`` from a daemon thread.
 
-    ``start()`` returns at once; ``stop()`` wakes the thread and waits for it (bounded by one
-    read). A failed read is counted (``group_lag_reads_total{result="failed"}``), logged without
-    payload, and clears the gauges rather than leave stale numbers that look like a stall.
+    ``start()`` returns at once; ``stop()`` wakes the thread and waits at most ``STOP_WAIT_S``.
+    A failed read is counted (``group_lag_reads_total{result="failed"}``), logged without payload,
+    and clears the gauges rather than leave stale numbers that look like a stall.
     """
 
     def __init__(
@@ -116,7 +119,7 @@ class GroupLagMonitor:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(3 * GROUP_LAG_TIMEOUT_S)
+            self._thread.join(STOP_WAIT_S)
 
     def read_once(self) -> bool:
         """One read and export; True when it succeeded."""
