@@ -32,12 +32,12 @@ HEADER = f"""\
 # template or metrics.prometheusRule.alerts in values.yaml and run the script again.
 #
 # The chart's alert rules for the default values, rendered for release `{RELEASE}` in namespace
-# `{NAMESPACE}` (every selector names that scrape job and namespace). `promtool test rules
+# `{NAMESPACE}` scraped by the chart's ServiceMonitor (every selector names that job and namespace). `promtool test rules
 # prometheus-rules.test.yaml` runs against this file in CI (tests/observability). Without the
 # Prometheus Operator, render your own release's rules with
 #   helm template <release> helm/inkit-connector -n <namespace> --api-versions \\
 #     monitoring.coreos.com/v1 --set metrics.prometheusRule.enabled=true \\
-#     -s templates/prometheusrule.yaml
+#     --set metrics.prometheusRule.job=<your scrape job> -s templates/prometheusrule.yaml
 # and load `spec` (its `groups`) as a rules file.
 """
 
@@ -75,6 +75,8 @@ def render() -> str:
                 "inkit.existingSecret=inkit-connector",
                 "--set",
                 "metrics.prometheusRule.enabled=true",
+                "--set",
+                "metrics.serviceMonitor.enabled=true",
                 "--show-only",
                 "templates/prometheusrule.yaml",
             ],

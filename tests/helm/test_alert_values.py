@@ -12,14 +12,22 @@ from typing import Any
 
 import yaml
 
-from tests.helm.conftest import CHART, MINIMAL, RenderFn, merge
+from tests.helm.conftest import CHART, MINIMAL, FailFn, RenderFn, merge
 from tests.helm.test_monitoring_files import promtool
 
 RULES_TEST = CHART / "files" / "prometheus-rules.test.yaml"
 
 
 def rules(render: RenderFn, prometheus_rule: dict[str, Any], **more: Any) -> dict[str, Any]:
-    values = merge(MINIMAL, {"metrics": {"prometheusRule": {"enabled": True, **prometheus_rule}}})
+    values = merge(
+        MINIMAL,
+        {
+            "metrics": {
+                "serviceMonitor": {"enabled": True},
+                "prometheusRule": {"enabled": True, **prometheus_rule},
+            }
+        },
+    )
     out = render(merge(values, more))
     (group,) = out.one("PrometheusRule")["spec"]["groups"]
     return {rule["alert"]: rule for rule in group["rules"]}
@@ -67,15 +75,26 @@ def test_every_selector_names_the_release_job_and_namespace(render: RenderFn) ->
 
 
 def test_job_follows_the_monitor_and_fullname_override(render: RenderFn) -> None:
-    pod_monitor = rules(render, {}, metrics={"podMonitor": {"enabled": True}})
+    pod_monitor = rules(
+        render, {}, metrics={"serviceMonitor": {"enabled": False}, "podMonitor": {"enabled": True}}
+    )
     assert (
         'up{job="connectors/inkit-connector", namespace="connectors"}'
         in (pod_monitor["InkitConnectorAbsent"]["expr"])
     )
     override = rules(render, {}, fullnameOverride="billing")
     assert 'up{job="billing", namespace="connectors"}' in override["InkitConnectorDown"]["expr"]
-    explicit = rules(render, {"job": "kubernetes-pods"})
+    explicit = rules(
+        render, {"job": "kubernetes-pods"}, metrics={"serviceMonitor": {"enabled": False}}
+    )
     assert 'job="kubernetes-pods"' in explicit["InkitConnectorAbsent"]["expr"]
+
+
+def test_rules_without_a_known_job_fail_to_render(render_fails: FailFn) -> None:
+    """No chart monitor and no `job`: the alerts could only guess the job, and a wrong guess would
+    page InkitConnectorAbsent for ever."""
+    values = merge(MINIMAL, {"metrics": {"prometheusRule": {"enabled": True}}})
+    assert "metrics.prometheusRule.job" in render_fails(values)
 
 
 def test_absent_is_left_out_when_the_chart_runs_zero_replicas(render: RenderFn) -> None:

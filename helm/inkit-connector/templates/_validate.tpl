@@ -125,6 +125,12 @@ must fire, and the final commit land, before Kubernetes' SIGKILL: a 10 s margin 
 {{- if and $monitoring (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}
 {{- fail "metrics.serviceMonitor/podMonitor/prometheusRule need the monitoring.coreos.com/v1 API (install the Prometheus Operator CRDs; with helm template pass --api-versions monitoring.coreos.com/v1)" }}
 {{- end }}
+{{- /* The alerts select the pods' scrape job: without the chart's monitor it is unknown, and a
+wrong one would page InkitConnectorAbsent for ever. */}}
+{{- $m := $v.metrics }}
+{{- if and $m.prometheusRule.enabled (not (or $m.serviceMonitor.enabled $m.podMonitor.enabled $m.prometheusRule.job)) }}
+{{- fail "metrics.prometheusRule needs metrics.serviceMonitor or metrics.podMonitor, or metrics.prometheusRule.job (the job label your Prometheus scrapes the pods under): every alert selects it" }}
+{{- end }}
 
 {{- /* NetworkPolicy: an egress policy without the brokers would cut the connector off. */}}
 {{- if $v.networkPolicy.enabled }}
