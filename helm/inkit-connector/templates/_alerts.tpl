@@ -12,7 +12,10 @@ LagGrowing; a failing dead-letter produce (DeadLetterProduceFailing) out of NoDe
 */}}
 
 {{/* `job` of the connector's scrape target: what the chart's ServiceMonitor (the Service name)
-or PodMonitor (<namespace>/<name>) gives it, unless metrics.prometheusRule.job says otherwise. */}}
+or PodMonitor (<namespace>/<name>) gives it, unless metrics.prometheusRule.job says otherwise.
+(prometheus-operator pkg/prometheus/promcfg.go: a PodMonitor's job is
+fmt.Sprintf("%s/%s", m.GetNamespace(), m.GetName()) without a jobLabel; a ServiceMonitor's is the
+Service name.) */}}
 {{- define "inkit-connector.scrapeJob" -}}
 {{- $m := .Values.metrics }}
 {{- if $m.prometheusRule.job }}
