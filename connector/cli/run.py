@@ -210,8 +210,10 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     health.start()
     logger.info("metrics, /healthz and /readyz on port %d", health.port)
     sender.start()
-    # The group's lag as the broker sees it (kafka/group_lag.py): catches a stalled member.
-    group_lag = GroupLagMonitor(admin, settings.group_id, settings.topic, metrics)
+    # The group's lag as the broker sees it (kafka/group_lag.py): catches a stalled member. Its
+    # own AdminClient: its reads never queue in front of the handoff fence's offset reads.
+    lag_admin = AdminClient(admin_config(settings, on_side_client_error))
+    group_lag = GroupLagMonitor(lag_admin, settings.group_id, settings.topic, metrics)
     group_lag.start()
     metrics.ready.set(1)
     try:
