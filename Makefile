@@ -32,7 +32,7 @@ lint: setup  ## ruff format check, ruff lint, mypy --strict, generated docs in s
 	$(VENV)/bin/ruff check connector tests bench
 	$(VENV)/bin/mypy
 	$(PY) scripts/chart-values-table.py --check
-	$(PY) -m connector.docs --check
+	$(PY) -m connector.cli.docs --check
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from connector.avro import SchemaRegistry, load_schema_text
-from connector.decoding import AvroDecoder, ConfluentAvroDecoder, Decoder, JsonDecoder
-from connector.encoding import encode_event
-from connector.mapping import Mapper
+from connector.events.avro import SchemaRegistry, load_schema_text
+from connector.events.decoding import AvroDecoder, ConfluentAvroDecoder, Decoder, JsonDecoder
+from connector.events.encoding import encode_event
+from connector.events.mapping import Mapper
 from connector.settings import Settings
 
 # A realistic analytics.js Identify: reserved and Inkit traits, an Engage audience flag, context.

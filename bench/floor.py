@@ -19,14 +19,14 @@ from collections.abc import Iterator
 
 import httpx
 
-from connector.inkit import encode_body
+from connector.inkit.client import encode_body
 
 
 async def post_all(bodies: list[bytes], url: str, concurrency: int, pool_size: int) -> None:
     headers = {"Content-Type": "application/json"}
     # httpcore scans its whole pool for every request it queues or releases, so one pool of 64+
     # connections costs milliseconds of CPU per request; the best httpx can do is several small
-    # pools (the connector does the same, see connector/app.py).
+    # pools (the connector does the same, see connector/cli/run.py).
     pools = -(-concurrency // pool_size)
     size = -(-concurrency // pools)
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)

@@ -18,9 +18,9 @@ import fastavro
 import httpx
 from confluent_kafka import Consumer
 
-from connector import avro
-from connector.decoding import message_from_avro
-from connector.mapping import Mapper
+from connector.events import avro
+from connector.events.decoding import message_from_avro
+from connector.events.mapping import Mapper
 from connector.models import Skip
 from connector.settings import Settings
 

@@ -112,9 +112,9 @@ def produce_topic(
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from connector.decoding import AvroDecoder
-    from connector.encoding import build_encoder
-    from connector.mapping import Mapper
+    from connector.events.decoding import AvroDecoder
+    from connector.events.encoding import build_encoder
+    from connector.events.mapping import Mapper
     from connector.models import Skip
     from connector.settings import Settings
     from connector.testing.topics import wait_for_topic

@@ -6,7 +6,7 @@ grouped by user (the record key, Segment's partitioning) and each user's events 
 after another, so per-user order holds; up to ``--concurrency`` (16) users are posted at once on a
 private asyncio loop with one ``httpx.AsyncClient`` (the connector's HTTP client, so the two
 differ by architecture, not by client). Decoding is quixstreams' ``AvroDeserializer`` with the
-connector's reader schema, mapping is ``connector.mapping.Mapper``: the same bodies as the
+connector's reader schema, mapping is ``connector.events.mapping.Mapper``: the same bodies as the
 connector's. Commits are quixstreams' (checkpoint every ``--commit-interval`` s, default 5 s, its
 default); the sink's flush runs at each checkpoint, before the commit. Runs until SIGTERM.
 
@@ -27,10 +27,10 @@ from quixstreams import Application
 from quixstreams.models.serializers.avro import AvroDeserializer
 from quixstreams.sinks import BatchingSink, SinkBatch
 
-from connector import avro
-from connector.decoding import message_from_avro
-from connector.inkit import encode_body
-from connector.mapping import Mapper
+from connector.events import avro
+from connector.events.decoding import message_from_avro
+from connector.events.mapping import Mapper
+from connector.inkit.client import encode_body
 from connector.models import Skip
 from connector.settings import Settings
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from connector.cli import main
+from connector.cli.main import main
 
 sys.exit(main())

@@ -11,29 +11,23 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TextIO
 
 import httpx
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 # NewTopic: the documented import path, although the stubs declare it only in cimpl.
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from prometheus_client.parser import text_string_to_metric_families
-
 from connector.settings import KAFKA_PASSTHROUGH_PREFIX, SETTINGS
 from connector.testing.demo_events import (
-    SEGMENT_EXAMPLE_USER,
     DemoStream,
     build_demo_stream,
 )
-from connector.testing.inkit_simulator import Faults, InkitSimulator, RecordedRequest
+from connector.testing.demo_kafka import DemoError, create_topics, produce_raw, read_dead_letters
+from connector.testing.demo_report import Snapshot, Where, check_outcomes, write_summary
+from connector.testing.inkit_simulator import Faults, InkitSimulator
 from connector.testing.kafka_broker import (
     KafkaBroker,
     KafkaBrokerError,
@@ -41,7 +35,6 @@ from connector.testing.kafka_broker import (
     free_port,
 )
 from connector.testing.schema_registry import SchemaRegistry
-from connector.testing.topics import wait_for_topic
 
 DEFAULT_USERS = 300
 DEFAULT_TIMEOUT_S = 90.0
@@ -59,21 +52,11 @@ DEMO_FAULTS = Faults(
     rate_429=0.02,
     retry_after_s=1.0,
 )
-OUTCOME_LABELS = (
-    ("delivered", "delivered"),
-    ("skipped", "skipped"),
-    ("dead_lettered", "dead-lettered"),
-)
 PROGRESS_INTERVAL_S = 1.0
 STARTUP_TIMEOUT_S = 30.0
 # The connector drains for DRAIN_TIMEOUT_SECONDS (20 s by default) on SIGTERM.
 STOP_TIMEOUT_S = 40.0
-TOPIC_READY_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 30
-
-
-class DemoError(Exception):
-    """The demo could not finish; the message says what went wrong and where to look."""
 
 
 class _Terminated(BaseException):
@@ -82,50 +65,6 @@ class _Terminated(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-@dataclass
-class Snapshot:
-    """One scrape of the connector's /metrics, reduced to what the demo shows."""
-
-    records: Counter[tuple[str, str]] = field(default_factory=Counter)  # (outcome, reason)
-    retries: Counter[str] = field(default_factory=Counter)
-    http: Counter[str] = field(default_factory=Counter)  # by status code
-    rate_limited: float = 0.0
-    lag: dict[int, float] = field(default_factory=dict)
-    committed: dict[int, float] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str, topic: str) -> Snapshot:
-        snap = cls()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels, value = sample.labels, sample.value
-                name = sample.name
-                if name == "inkit_connector_records_total":
-                    snap.records[(labels["outcome"], labels["reason"])] += int(value)
-                elif name == "inkit_connector_retries_total":
-                    snap.retries[labels["reason"]] += int(value)
-                elif name == "inkit_connector_http_requests_total":
-                    snap.http[labels["code"]] += int(value)
-                elif name == "inkit_connector_rate_limited_total":
-                    snap.rate_limited = value
-                elif name == "inkit_connector_consumer_lag_records" and labels["topic"] == topic:
-                    snap.lag[int(labels["partition"])] = value
-                elif name == "inkit_connector_committed_offset" and labels["topic"] == topic:
-                    snap.committed[int(labels["partition"])] = value
-        return snap
-
-    def outcome(self, name: str) -> int:
-        return sum(n for (outcome, _), n in self.records.items() if outcome == name)
-
-    @property
-    def finished(self) -> int:
-        return sum(self.records.values())
-
-    @property
-    def total_lag(self) -> float | None:
-        return sum(self.lag.values()) if self.lag else None
 
 
 class Demo:
@@ -195,7 +134,7 @@ class Demo:
             f"{simulator.base_url} ({_describe(DEMO_FAULTS)})"
         )
 
-        _create_topics(broker.bootstrap_servers, {TOPIC: PARTITIONS, DLQ_TOPIC: 1})
+        create_topics(broker.bootstrap_servers, {TOPIC: PARTITIONS, DLQ_TOPIC: 1})
         self.step(f"created topics {TOPIC} ({PARTITIONS} partitions) and {DLQ_TOPIC}")
         env = _clean_env(os.environ) | {
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
@@ -214,9 +153,23 @@ class Demo:
         final = self._watch(stream)
         self.step("done: every record finished and the consumer lag is back to 0")
 
-        dead_letters = _read_dead_letters(broker.bootstrap_servers, DLQ_TOPIC)
-        self._summary(stream, final, simulator, dead_letters)
-        problems = _check(stream, final, dead_letters)
+        dead_letters = read_dead_letters(broker.bootstrap_servers, DLQ_TOPIC)
+        write_summary(
+            self.say,
+            stream,
+            final,
+            simulator,
+            dead_letters,
+            where=Where(
+                metrics_url=self._metrics_url,
+                waits_for_enter=self._wait_for_enter,
+                log_path=self._log_path,
+                events_path=self._workdir / "events.jsonl",
+                command=_shown(self._connector_command()),
+                dlq_topic=DLQ_TOPIC,
+            ),
+        )
+        problems = check_outcomes(stream, final, dead_letters, DLQ_TOPIC)
         if problems:
             raise DemoError(
                 "the result differs from what the demo expects:\n  " + "\n  ".join(problems)
@@ -253,7 +206,7 @@ class Demo:
             raise DemoError(f"`inkit-connector produce` exited with {result.returncode}:\n{output}")
         # stdout only: librdkafka writes benign start-up warnings straight to stderr.
         self.step(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "produced")
-        _produce_raw(bootstrap, TOPIC, stream.raw)
+        produce_raw(bootstrap, TOPIC, stream.raw)
         self.step(f"produced {len(stream.raw)} records that are not events (bytes, a tombstone)")
 
     def _start_connector(self, env: Mapping[str, str], stack: contextlib.ExitStack) -> None:
@@ -305,64 +258,6 @@ class Demo:
                     f"({self._log_path}) ends with:\n{self._log_tail()}"
                 )
             time.sleep(PROGRESS_INTERVAL_S)
-
-    def _summary(
-        self,
-        stream: DemoStream,
-        snap: Snapshot,
-        simulator: InkitSimulator,
-        dead_letters: list[dict[str, str]],
-    ) -> None:
-        say = self.say
-
-        def row(label: str, count: float, detail: str = "") -> None:
-            lines = textwrap.wrap(detail, width=52) or [""]
-            say(f"  {label:<15}{int(count):6d}   {lines[0]}")
-            for line in lines[1:]:
-                say(" " * 26 + line)
-
-        def counts(items: Mapping[str, float]) -> str:
-            ranked = sorted(((n, r) for r, n in items.items() if n), key=lambda x: (-x[0], x[1]))
-            return ", ".join(f"{r} {int(n)}" for n, r in ranked)
-
-        say()
-        say("=" * 78)
-        say(f"Summary of {stream.total} records (the connector's inkit_connector_* metrics)")
-        for outcome, label in OUTCOME_LABELS:
-            reasons = {r: n for (o, r), n in snap.records.items() if o == outcome}
-            row(label, snap.outcome(outcome), counts(reasons))
-        row("retries", sum(snap.retries.values()), counts(snap.retries) or "none")
-        row("429 answers", snap.rate_limited, "each pauses the client for Retry-After")
-        row("HTTP requests", sum(snap.http.values()), "by status: " + counts(snap.http))
-        lags = " ".join(f"p{p}={int(v)}" for p, v in sorted(snap.lag.items()))
-        row("consumer lag", snap.total_lag or 0, f"by partition: {lags}")
-        reasons = Counter(d.get("inkit.error.reason", "?") for d in dead_letters)
-        row(
-            "dead letters",
-            len(dead_letters),
-            f"records in {DLQ_TOPIC}, by inkit.error.reason: {counts(reasons)}",
-        )
-        stats = simulator.stats()
-        received = ", ".join(f"{s}: {n}" for s, n in stats["by_status"].items())
-        row("Inkit received", stats["total"], f"requests ({received})")
-        say()
-        request = _example_request(simulator.requests())
-        if request is not None:
-            say(f"One request as Inkit received it: POST {request.path} (api_token redacted)")
-            body = {"api_token": "[REDACTED]", **request.body}
-            say(json.dumps(body, indent=2, ensure_ascii=False))
-            say()
-        say("Where to look:")
-        say(f"  metrics  {self._metrics_url}  (also /healthz and /readyz)")
-        if self._wait_for_enter:
-            say("           live until you press Enter below")
-        else:
-            say("           live only while the demo runs (in a terminal it waits for Enter)")
-        say(f"  log      {self._log_path}")
-        events = self._workdir / "events.jsonl"
-        say(f"  events   {events}")
-        say(f"           try: {_shown(self._connector_command())} preview --format json < {events}")
-        say("=" * 78)
 
     def _scrape(self) -> Snapshot | None:
         try:
@@ -433,90 +328,6 @@ def _clean_env(env: Mapping[str, str]) -> dict[str, str]:
         for k, v in env.items()
         if k not in names and not k.startswith(KAFKA_PASSTHROUGH_PREFIX)
     }
-
-
-def _create_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    new = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
-    for future in admin.create_topics(new).values():
-        future.result(timeout=TOPIC_READY_TIMEOUT_S)
-    try:
-        for name, n in topics.items():
-            wait_for_topic(admin, name, n, TOPIC_READY_TIMEOUT_S)
-    except TimeoutError as exc:
-        raise DemoError(str(exc)) from None
-
-
-def _produce_raw(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    failures: list[str] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    for key, value in records:
-        producer.produce(topic, key=key, value=value, on_delivery=delivered)
-    left = producer.flush(30)
-    if left or failures:
-        raise DemoError(f"could not produce the raw records: {failures or 'no acknowledgement'}")
-
-
-def _read_dead_letters(bootstrap: str, topic: str) -> list[dict[str, str]]:
-    """The ``inkit.*`` headers of every record of the dead-letter topic."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "inkit-connector-demo-dlq-reader",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in metadata.partitions
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
-        headers: list[dict[str, str]] = []
-        deadline = time.monotonic() + 20
-        while len(headers) < sum(ends.values()) and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error() is not None:
-                continue
-            raw: Any = msg.headers() or []  # [(name, bytes)] for a consumed record
-            headers.append(
-                {key: value.decode() for key, value in raw if key.startswith("inkit.") and value}
-            )
-        return headers
-    except KafkaException as exc:
-        raise DemoError(f"could not read {topic}: {exc}") from exc
-    finally:
-        consumer.close()
-
-
-def _example_request(requests: list[RecordedRequest]) -> RecordedRequest | None:
-    """Segment's first example (Nick Fury, full address) as delivered, else the first one."""
-    for request in requests:
-        body = request.body
-        if body.get("segment_user_id") == SEGMENT_EXAMPLE_USER and "address_line_1" in body:
-            return request
-    return requests[0] if requests else None
-
-
-def _check(stream: DemoStream, snap: Snapshot, dead_letters: list[dict[str, str]]) -> list[str]:
-    """What differs from the outcomes the event generator expects (empty when all is well)."""
-    problems = []
-    got = Counter({k: v for k, v in snap.records.items() if v})
-    for key in sorted(set(got) | set(stream.expected)):
-        if got[key] != stream.expected[key]:
-            outcome, reason = key
-            problems.append(f"{outcome}/{reason}: {got[key]}, expected {stream.expected[key]}")
-    if len(dead_letters) != stream.dead_letters:
-        problems.append(
-            f"{DLQ_TOPIC} holds {len(dead_letters)} records, expected {stream.dead_letters}"
-        )
-    return problems
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

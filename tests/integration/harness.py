@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connector.encoding import build_encoder
+from connector.events.encoding import build_encoder
 from connector.testing.inkit_simulator import InkitSimulator, RecordedRequest
 
 API_KEY = "test-api-key"

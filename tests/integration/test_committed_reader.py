@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from connector.handoff import admin_committed_reader
+from connector.delivery.handoff import admin_committed_reader
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from connector.dlq_recovery import MARGIN_MS, DeadLetterScanner
 from connector.errors import DeadLetterScanError
+from connector.kafka.dlq_recovery import MARGIN_MS, DeadLetterScanner
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,8 @@
 """Checks of the Grafana dashboard and the Prometheus alert rules against the metric catalogue.
 
 Shared readers for the test modules: where the files are, which PromQL they hold, which metric
-names a query uses, and which series names the exporter (``connector.metrics.Metrics``) produces.
+names a query uses, and which series names the exporter
+(``connector.observability.metrics.Metrics``) produces.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import promql_parser
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from connector.metrics import Metrics
+from connector.observability.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "inkit-connector"

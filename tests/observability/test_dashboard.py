@@ -185,7 +185,9 @@ def test_every_metric_name_exists_in_the_exporter(
     for where, expr in _all_queries(dashboard, rules):
         for name in sorted(metric_names(substitute(expr)) - exported - NON_EXPORTER_NAMES):
             unknown.append(f"{where}: {name}")
-    assert not unknown, "metrics not in connector.metrics.Metrics:\n" + "\n".join(unknown)
+    assert not unknown, "metrics not in connector.observability.metrics.Metrics:\n" + "\n".join(
+        unknown
+    )
 
 
 def test_the_dashboard_shows_every_metric(dashboard: dict[str, Any]) -> None:

@@ -1,10 +1,10 @@
 """Every dashboard query and alert expression, evaluated by a real Prometheus scraping /metrics.
 
 **Harness test.** By default the scraped endpoint is NOT the connector: it is a tiny HTTP server
-exposing a ``connector.metrics.Metrics`` registry whose metric objects a background thread drives
-directly (deliveries, 503s and retries, a 429, a dead letter, lag per partition, end-to-end
-latency). It proves that the queries, the rules file and the exposition fit together: names,
-labels, types, and the target labels a ServiceMonitor adds.
+exposing a ``connector.observability.metrics.Metrics`` registry whose metric objects a background
+thread drives directly (deliveries, 503s and retries, a 429, a dead letter, lag per partition,
+end-to-end latency). It proves that the queries, the rules file and the exposition fit
+together: names, labels, types, and the target labels a ServiceMonitor adds.
 
 To point it at a real connector instead, replace the ``metrics_target`` fixture (or set
 ``INKIT_CONNECTOR_METRICS_TARGET=host:port`` to scrape one that is already running): it yields a
@@ -28,7 +28,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
-from connector.metrics import Metrics
+from connector.observability.metrics import Metrics
 from connector.testing.inkit_simulator import Faults, InkitSimulator
 from tests.fixtures.prometheus import JOB_NAME, TARGET_LABELS, PrometheusServer, PromQLError
 from tests.integration.harness import ConnectorProcess, connector_env, identify, produce

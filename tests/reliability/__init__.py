@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from connector.offsets import decode_metadata
+from connector.delivery.offsets import decode_metadata
 
 FIGURES_ENV = "RELIABILITY_FIGURES_DIR"
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from connector.encoding import build_encoder
+from connector.events.encoding import build_encoder
 from connector.testing.inkit_simulator import Faults, InkitSimulator, RecordedRequest
 from connector.testing.kafka_broker import KafkaBroker
 from tests.fixtures.kafka import create_topic, running_broker

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from connector.offsets import decode_metadata
+from connector.delivery.offsets import decode_metadata
 from connector.testing.inkit_simulator import Faults, InkitSimulator
 from tests.integration.harness import (
     ConnectorProcess,

@@ -29,11 +29,11 @@ from typing import Any
 import fastavro
 import pytest
 
-from connector import avro
-from connector.decoding import build_decoder
-from connector.encoding import build_encoder
 from connector.errors import RecordError
-from connector.mapping import Mapper
+from connector.events import avro
+from connector.events.decoding import build_decoder
+from connector.events.encoding import build_encoder
+from connector.events.mapping import Mapper
 from connector.models import Skip
 from connector.settings import Settings
 from connector.testing.inkit_simulator import InkitSimulator

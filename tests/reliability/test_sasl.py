@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from connector.consumer import consumer_config, producer_config
-from connector.encoding import build_encoder
+from connector.events.encoding import build_encoder
+from connector.kafka.consumer import consumer_config, producer_config
 from connector.settings import Settings
 from connector.testing.inkit_simulator import InkitSimulator
 from connector.testing.kafka_broker import KafkaBroker

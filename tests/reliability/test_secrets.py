@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from connector.encoding import build_encoder
 from connector.errors import ConfigError
+from connector.events.encoding import build_encoder
 from connector.settings import Settings
 from connector.testing.inkit_simulator import InkitSimulator
 from tests.integration.harness import (

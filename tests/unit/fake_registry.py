@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from connector.avro import SchemaRegistry
+from connector.events.avro import SchemaRegistry
 
 REGISTRY_URL = "http://registry.test"
 

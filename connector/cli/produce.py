@@ -1,0 +1,118 @@
+"""`inkit-connector produce`: encode Segment events (JSON lines) in KAFKA_VALUE_FORMAT and
+produce them to KAFKA_TOPIC, so users can test their own setup end to end."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from confluent_kafka import KafkaException, Producer
+
+from connector.errors import ConsumerError, RegistryUnavailable
+from connector.events import avro
+from connector.events.encoding import EncodeError, build_encoder
+from connector.kafka.consumer import describe, rdkafka_logger
+from connector.settings import Settings
+
+logger = logging.getLogger(__name__)
+FLUSH_TIMEOUT_S = 30.0
+
+
+@dataclass
+class ProduceReport:
+    """What happened to each input line."""
+
+    produced: int = 0
+    failed: int = 0
+    invalid: list[str] = field(default_factory=list)  # "line N: why" (never the line's content)
+
+
+def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
+    """Produce every JSON line; print a summary; exit 0 when every valid line was acked.
+
+    Lines that are not a JSON object or cannot be encoded are reported by number and skipped.
+    The record key is the event's userId, else anonymousId (Segment's partitioning), so one
+    user's events stay in one partition and in order.
+    """
+    registry = None
+    if settings.value_format == "confluent-avro" and settings.schema_registry_url:
+        registry = avro.SchemaRegistry(
+            settings.schema_registry_url, settings.schema_registry_user_info
+        )
+    encoder = build_encoder(settings.value_format, registry=registry, topic=settings.topic)
+    errors: list[str] = []
+    conf: dict[str, Any] = dict(settings.librdkafka_common())
+    conf.update(
+        {
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 10,
+            "error_cb": lambda err: errors.append(describe(err)),
+            "logger": rdkafka_logger,  # librdkafka's lines go through logging, not raw stderr
+        }
+    )
+    producer = Producer(conf)
+    report = ProduceReport()
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is None:
+            report.produced += 1
+        else:
+            report.failed += 1
+            errors.append(str(err))
+
+    try:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+                if not isinstance(event, dict):
+                    raise EncodeError("not a JSON object")
+                value = encoder.encode(event)
+            except (ValueError, EncodeError) as exc:
+                report.invalid.append(f"line {number}: {type(exc).__name__}: {_short(exc)}")
+                continue
+            user = event.get("userId") or event.get("anonymousId")
+            key = str(user).encode() if user is not None else None
+            _produce(producer, settings.topic, key, value, delivered)
+        left = producer.flush(FLUSH_TIMEOUT_S)
+    except RegistryUnavailable as exc:
+        raise ConsumerError(
+            f"schema registry unavailable at {settings.schema_registry_url}: {exc.detail}; "
+            "check SCHEMA_REGISTRY_URL"
+        ) from exc
+    finally:
+        encoder.close()
+    if left:
+        detail = errors[-1] if errors else "no acknowledgement"
+        raise ConsumerError(
+            f"{left} record(s) not acknowledged by Kafka at {settings.bootstrap_servers} "
+            f"({detail}): check KAFKA_BOOTSTRAP_SERVERS and that topic {settings.topic!r} exists"
+        )
+    for problem in report.invalid:
+        out.write(f"skipped {problem}\n")
+    out.write(
+        f"produced {report.produced} record(s) to {settings.topic} as {settings.value_format}"
+        f"; {len(report.invalid)} invalid line(s) skipped; {report.failed} failed\n"
+    )
+    return 0 if report.failed == 0 and not report.invalid else 1
+
+
+def _produce(producer: Any, topic: str, key: bytes | None, value: bytes, cb: Any) -> None:
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, on_delivery=cb)
+            break
+        except BufferError:
+            producer.poll(0.1)  # the local queue is full: let deliveries drain it
+        except KafkaException as exc:
+            raise ConsumerError(f"cannot produce to {topic!r}: {exc.args[0].str()}") from exc
+    producer.poll(0)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else ""

@@ -1,0 +1,251 @@
+"""Composition root of `inkit-connector run`: build every collaborator from Settings, install
+signal handlers, run the consume loop, and close everything in order."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import httpx
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+from prometheus_client import CollectorRegistry, disable_created_metrics
+
+from connector import __version__
+from connector.cli.check import check_registry, group_protocol, kafka_topics
+from connector.delivery.handoff import admin_committed_reader
+from connector.delivery.processor import Processor
+from connector.errors import ConnectorError, ConsumerError, StartupError
+from connector.events.decoding import build_decoder
+from connector.events.mapping import Mapper
+from connector.inkit.client import InkitClient
+from connector.inkit.sender import Sender
+from connector.kafka.consumer import (
+    admin_config,
+    build_consumer,
+    build_producer,
+    describe,
+    scanner_config,
+)
+from connector.kafka.dlq import DeadLetterQueue
+from connector.kafka.dlq_recovery import DeadLetterScanner
+from connector.models import InkitRequest
+from connector.observability.health import HealthServer
+from connector.observability.metrics import Metrics
+from connector.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# /healthz fails when the loop has not turned for this long (a wedged process gets restarted).
+# It must exceed the longest legitimate pause of the loop: a drain on revoke.
+WEDGED_AFTER_S = 60.0
+# close() leaves the group; if a rebalance holds it, give up rather than outlive the grace period.
+CLOSE_TIMEOUT_S = 5.0
+SHUTDOWN_MARGIN_S = 5.0
+# Connections per httpx pool; INKIT_MAX_IN_FLIGHT is spread over as many pools as needed.
+HTTP_POOL_SHARD = 4
+
+
+class DryRunClient:
+    """Stands in for InkitClient under --dry-run: logs what would be sent, sends nothing."""
+
+    async def send(self, request: InkitRequest) -> int:
+        redacted = request.redacted()
+        logger.info(
+            "dry run: would POST %s (message %s, template %s, fields %s)",
+            redacted.url,
+            request.message_id,
+            request.body.get("template_id"),
+            ",".join(sorted(k for k in request.body if k != "api_token")),
+        )
+        return 200
+
+
+def build_http_clients(settings: Settings) -> list[httpx.AsyncClient]:
+    """HTTP clients whose pools add up to INKIT_MAX_IN_FLIGHT connections, in shards of at most
+    HTTP_POOL_SHARD connections (see InkitClient for why)."""
+    shards = -(-settings.max_in_flight // HTTP_POOL_SHARD)
+    size = -(-settings.max_in_flight // shards)
+    limits = httpx.Limits(
+        max_connections=size, max_keepalive_connections=size, keepalive_expiry=30.0
+    )
+    return [
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0)),
+            limits=limits,
+            verify=settings.ca_bundle or True,  # TLS verification is never switched off
+            follow_redirects=False,
+        )
+        for _ in range(shards)
+    ]
+
+
+def run(settings: Settings, *, dry_run: bool = False) -> int:
+    """Run until SIGTERM/SIGINT; return the process exit code."""
+    # One `_created` gauge per counter and histogram series doubles the series count for a value
+    # no dashboard or alert of ours reads.
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+    registry = CollectorRegistry(auto_describe=True)
+    metrics = Metrics(registry)
+    partitions = kafka_topics(settings)
+    registry_check = check_registry(settings)
+    if not registry_check.ok:
+        raise StartupError(f"schema registry {registry_check.detail}: check SCHEMA_REGISTRY_URL")
+    # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
+    logger.info(
+        "inkit-connector %s starting (dry run: %s); configuration: %s",
+        __version__,
+        dry_run,
+        settings.redacted(),
+    )
+
+    logger.info("topic %s has %d partitions", settings.topic, partitions[settings.topic])
+    protocol, why = group_protocol(settings)
+    logger.info("consumer group protocol: %s (%s)", protocol, why)
+    decoder = build_decoder(settings)
+    mapper = Mapper(settings)
+
+    processor_ref: list[Processor] = []
+
+    def on_kafka_error(err: Any) -> None:
+        if err.fatal() and processor_ref:
+            processor_ref[0].fail(ConsumerError(describe(err)))
+        logger.warning("Kafka: %s", describe(err))
+
+    def on_commit(err: Any, partitions: list[Any]) -> None:
+        if processor_ref:
+            processor_ref[0].on_commit(err, partitions)
+
+    consumer = build_consumer(settings, on_kafka_error, on_commit, protocol)
+    producer = None if dry_run else build_producer(settings, on_kafka_error)
+    dlq = (
+        None
+        if producer is None
+        else DeadLetterQueue(producer, settings.dlq_topic, metrics, settings.group_id)
+    )
+
+    def on_side_client_error(err: Any) -> None:
+        logger.warning("Kafka (dead-letter scan or offset reads): %s", describe(err))
+
+    admin = AdminClient(admin_config(settings, on_side_client_error))
+    scanner = DeadLetterScanner(
+        lambda: Consumer(scanner_config(settings, on_side_client_error)),
+        settings.dlq_topic,
+        settings.group_id,
+    )
+    http_clients: list[httpx.AsyncClient] = []
+
+    def client_factory() -> Any:
+        if dry_run:
+            return DryRunClient()
+        http_clients.extend(build_http_clients(settings))
+        return InkitClient(http_clients, metrics)
+
+    async def close_client() -> None:
+        for http in http_clients:
+            await http.aclose()
+
+    sender = Sender(
+        client_factory,
+        metrics,
+        retry_max_s=settings.retry_max_s,
+        rate_limit=settings.rate_limit,
+        close_client=close_client,
+    )
+    processor = Processor(
+        consumer=consumer,
+        decoder=decoder,
+        mapper=mapper,
+        sender=sender,
+        dlq=dlq,
+        metrics=metrics,
+        topic=settings.topic,
+        max_in_flight=settings.max_in_flight,
+        max_buffered=settings.max_buffered_records,
+        max_uncommitted=settings.max_uncommitted_records,
+        drain_timeout_s=settings.drain_timeout_s,
+        commit_interval_s=settings.commit_interval_s,
+        commit=not dry_run,
+        scanner=None if dry_run else scanner,
+        committed_reader=admin_committed_reader(admin, settings.group_id),
+    )
+    processor_ref.append(processor)
+
+    def alive() -> tuple[bool, str]:
+        age = time.monotonic() - processor.heartbeat
+        if age > WEDGED_AFTER_S:
+            return False, f"consume loop has not turned for {age:.0f}s"
+        return True, "ok"
+
+    def ready() -> tuple[bool, str]:
+        if processor.auth_blocked:
+            return False, "Inkit refuses the API key"
+        if not processor.running:
+            return False, "not running"
+        return True, "ok"
+
+    health = HealthServer(
+        registry, host=settings.metrics_host, port=settings.metrics_port, alive=alive, ready=ready
+    )
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s: draining and stopping", signal.Signals(signum).name)
+        processor.request_stop()
+        # The drain, the final commit and close() are each bounded, but librdkafka can hold a
+        # commit or a close behind a rebalance for a minute: never outlive the shutdown budget
+        # (keep it below Kubernetes' terminationGracePeriodSeconds).
+        budget_s = 2 * settings.drain_timeout_s + SHUTDOWN_MARGIN_S
+        watchdog = threading.Timer(budget_s, _give_up, args=(budget_s,))
+        watchdog.daemon = True
+        watchdog.start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    health.start()
+    logger.info("metrics, /healthz and /readyz on port %d", health.port)
+    sender.start()
+    metrics.ready.set(1)
+    try:
+        processor.subscribe()
+        processor.run()
+    except ConnectorError:
+        raise  # a known failure: the CLI prints its one line
+    except Exception:
+        # A bug, not a condition we know: log it whole and exit non-zero so that Kubernetes
+        # restarts the pod. Nothing was committed past a record that did not finish.
+        logger.exception("unexpected error in the consume loop; exiting")
+        return 1
+    finally:
+        metrics.ready.set(0)
+        _close_within(consumer, CLOSE_TIMEOUT_S)
+        if producer is not None:
+            producer.flush(10)
+        scanner.close()
+        sender.stop()
+        health.stop()
+        logger.info("inkit-connector stopped")
+    return 0
+
+
+def _close_within(consumer: Any, timeout_s: float) -> None:
+    """Close the consumer (leave the group so partitions move at once), bounded in time."""
+    closer = threading.Thread(target=consumer.close, name="consumer-close", daemon=True)
+    closer.start()
+    closer.join(timeout_s)
+    if closer.is_alive():
+        logger.warning("consumer close did not finish within %.0fs; exiting anyway", timeout_s)
+
+
+def _give_up(budget_s: float) -> None:
+    logger.error(
+        "shutdown exceeded %.0fs (a rebalance held the final commit or close); exiting now: "
+        "records delivered since the last commit may be sent again by the next owner",
+        budget_s,
+    )
+    logging.shutdown()
+    os._exit(0)

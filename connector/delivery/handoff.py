@@ -1,0 +1,156 @@
+"""Handoffs: partitions assigned while their previous owner still drains them.
+
+An owner that starts draining a partition it gives up announces it in its commit metadata
+("drain:<deadline>", see commits.py). librdkafka's classic protocol can assign the partition
+elsewhere before that drain ends (a rejoin on a topic metadata change, under the revoke
+callback); a new owner that read the committed offset then would re-send everything the drain
+delivers. So the new owner reads nothing from such a partition (it stays paused), reads the
+group's commit again every HANDOFF_POLL_S without blocking the loop, and once the announcement is
+gone (the final commit landed) or its deadline passed, seeks to that commit and starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    TopicPartition,
+)
+
+from connector.delivery.offsets import CommitMetadata, decode_metadata
+from connector.delivery.partition import PartitionState, TPKey
+
+logger = logging.getLogger(__name__)
+
+HANDOFF_POLL_S = 0.2
+
+# Reads the group's committed offsets (with metadata) for some partitions, without blocking.
+CommittedReader = Callable[[list[TopicPartition]], "Future[list[TopicPartition]]"]
+
+
+def admin_committed_reader(admin: Any, group_id: str) -> CommittedReader:
+    """A CommittedReader over an AdminClient: its own connections, so a read is never queued
+    behind this member's JoinGroup on the consumer's coordinator connection."""
+
+    def read(partitions: list[TopicPartition]) -> Future[list[TopicPartition]]:
+        request = ConsumerGroupTopicPartitions(group_id, partitions)
+        futures = admin.list_consumer_group_offsets([request], request_timeout=5)
+        result: Future[list[TopicPartition]] = Future()
+
+        def done(future: Future[Any]) -> None:
+            try:
+                result.set_result(list(future.result().topic_partitions))
+            except KafkaException as exc:
+                result.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - the loop only knows KafkaException
+                result.set_exception(KafkaException(f"{type(exc).__name__}: {exc}"))
+
+        futures[group_id].add_done_callback(done)
+        return result
+
+    return read
+
+
+class Handoffs:
+    """Watches the partitions of ``partitions`` whose ``handoff_until_ms`` is set (by the
+    assignment) and ends each handoff; ``rescan(key, offset, metadata)`` returns the offsets whose
+    dead-letter copy the previous owner already wrote (dlq_recovery.py)."""
+
+    def __init__(
+        self,
+        *,
+        consumer: Any,
+        partitions: dict[TPKey, PartitionState],
+        reader: CommittedReader | None,
+        rescan: Callable[[TPKey, int, CommitMetadata], set[int]],
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._consumer = consumer
+        self._partitions = partitions
+        self._reader = reader or self._read_committed
+        self._rescan = rescan
+        self._clock = clock
+        self._wall_clock = wall_clock
+
+    def check(self) -> None:
+        """Read the commit of each waiting partition again, and start it from that commit once
+        the announcement is gone (its final commit) or has expired."""
+        now = self._clock()
+        for key, state in list(self._partitions.items()):
+            if state.handoff_until_ms is None:
+                continue
+            read = state.handoff_read
+            if read is None:
+                if now >= state.handoff_next_read:
+                    state.handoff_read = self._reader([TopicPartition(*key)])
+                continue
+            if not read.done():
+                continue
+            state.handoff_read = None
+            state.handoff_next_read = now + HANDOFF_POLL_S
+            expired = int(self._wall_clock() * 1000) >= state.handoff_until_ms
+            try:
+                tp = next(t for t in read.result() if (t.topic, t.partition) == key)
+                if tp.error is not None:
+                    raise KafkaException(tp.error)
+            except (KafkaException, StopIteration) as exc:
+                if not expired:
+                    continue
+                logger.warning("%s[%s]: committed offset unreadable: %s", *key, exc)
+                tp = TopicPartition(key[0], key[1], state.initial_committed or OFFSET_BEGINNING)
+            offset = tp.offset if tp.offset >= 0 else None
+            metadata = CommitMetadata() if offset is None else decode_metadata(offset, tp.metadata)
+            if metadata.draining_until_ms is not None and not expired:
+                continue
+            self._end(state, offset, metadata, expired=expired)
+
+    def _end(
+        self,
+        state: PartitionState,
+        offset: int | None,
+        metadata: CommitMetadata,
+        *,
+        expired: bool,
+    ) -> None:
+        key = state.key
+        start = offset if offset is not None else OFFSET_BEGINNING
+        try:
+            self._consumer.seek(TopicPartition(key[0], key[1], start))
+        except KafkaException as exc:
+            # The fetcher may not have started yet: try again with the next read.
+            logger.debug("%s[%s]: seek to %s not possible yet: %s", *key, start, exc)
+            return
+        state.handoff_until_ms = None
+        state.initial_committed = offset
+        state.already_done = set(metadata.done)
+        if offset is not None:
+            state.already_dead_lettered = self._rescan(key, offset, metadata)
+        state.last_offset = None
+        if expired:
+            logger.warning(
+                "%s[%s]: the previous owner's drain did not end with a commit in time; "
+                "starting from offset %s (what it delivered since may be sent again)",
+                key[0],
+                key[1],
+                offset,
+            )
+        else:
+            logger.info("%s[%s]: handed over at offset %s", key[0], key[1], offset)
+
+    def _read_committed(self, partitions: list[TopicPartition]) -> Future[list[TopicPartition]]:
+        """Fallback reader (the app passes a non-blocking AdminClient one): the consumer's own
+        committed(), which can wait behind this member's JoinGroup for its timeout."""
+        future: Future[list[TopicPartition]] = Future()
+        try:
+            future.set_result(self._consumer.committed(partitions, timeout=1))
+        except KafkaException as exc:
+            future.set_exception(exc)
+        return future

@@ -1,0 +1,116 @@
+"""Intake: a fetched record becomes a job, a skip or a dead letter, in its partition's order.
+
+Decoding and mapping happen here; a schema registry outage holds the partition (its records
+queue behind the first one, which is retried with backoff) rather than dead-lettering them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from connector.delivery.core import ProcessorCore
+from connector.delivery.partition import PartitionState
+from connector.errors import RecordError, RegistryUnavailable
+from connector.inkit.sender import Job
+from connector.models import Outcome, RecordRef, Skip
+
+logger = logging.getLogger(__name__)
+
+# Reasons of records that are skipped rather than dead-lettered: deliberate, not broken.
+SKIP_DECODE_REASONS = frozenset({"tombstone"})
+
+
+class Intake(ProcessorCore):
+    """Turns fetched records into jobs for the scheduler (called on the consume thread)."""
+
+    def _ingest(self, record: Any) -> None:
+        key = (record.topic(), record.partition())
+        state = self._partitions.get(key)
+        if state is None:
+            return  # a record of a partition we no longer own: its new owner reads it
+        if state.handoff_until_ms is not None:
+            return  # read again from the previous owner's final commit (see handoff.py)
+        offset = record.offset()
+        if state.last_offset is not None and offset <= state.last_offset:
+            # librdkafka fetched a range again (seen after a pause/resume during a rebalance):
+            # those records are already tracked here; processing them twice would send twice.
+            if not state.refetch_logged:
+                state.refetch_logged = True
+                logger.warning(
+                    "%s[%s]: offset %d fetched again; ignoring records already read",
+                    key[0],
+                    key[1],
+                    offset,
+                )
+            return
+        state.last_offset = offset
+        self._tracker.track(key[0], key[1], offset, int(self._wall_clock() * 1000))
+        state.unfinished += 1
+        self._unfinished += 1
+        self._metrics.records_consumed.labels(key[0]).inc()
+        if offset in state.already_done:
+            state.already_done.discard(offset)
+            self._finish(key[0], key[1], offset, Outcome.SKIPPED, "already_done")
+            return
+        if offset in state.already_dead_lettered:
+            state.already_dead_lettered.discard(offset)
+            self._finish(key[0], key[1], offset, Outcome.SKIPPED, "already_dead_lettered")
+            return
+        if state.stalled:
+            state.stalled.append(record)  # keep order behind the record waiting for the registry
+            return
+        self._process(record, state)
+
+    def _process(self, record: Any, state: PartitionState) -> None:
+        try:
+            event = self._decoder.decode(record.value())
+            request = self._mapper.map(event)
+        except RegistryUnavailable:
+            state.stall_attempts += 1
+            state.stalled.appendleft(record)
+            state.stalled_until = self._clock() + self._backoff.delay(state.stall_attempts)
+            self._metrics.retries.labels("registry_unavailable").inc()
+            logger.warning(
+                "schema registry unavailable; partition %s[%s] waits and retries",
+                state.topic,
+                state.partition,
+            )
+            return
+        except RecordError as exc:
+            if exc.reason in SKIP_DECODE_REASONS:
+                self._finish(
+                    record.topic(), record.partition(), record.offset(), Outcome.SKIPPED, exc.reason
+                )
+            else:
+                self._dead_letter(record, exc)
+            return
+        if isinstance(request, Skip):
+            self._finish(
+                record.topic(), record.partition(), record.offset(), Outcome.SKIPPED, request.reason
+            )
+            return
+        user = record.key() or event.user_id or event.anonymous_id or ""
+        ts_type, ts_ms = record.timestamp()
+        job = Job(
+            ref=RecordRef(record.topic(), record.partition(), record.offset()),
+            order_key=(state.topic, state.partition, user),
+            request=request,
+            record=record,
+            timestamp_s=ts_ms / 1000.0 if ts_type and ts_ms > 0 else None,
+            generation=state.generation,
+        )
+        self._scheduler.add(job)
+
+    def _retry_stalled(self) -> None:
+        now = self._clock()
+        for state in self._partitions.values():
+            if not state.stalled or now < state.stalled_until:
+                continue
+            while state.stalled:
+                record = state.stalled.popleft()
+                before = len(state.stalled)
+                self._process(record, state)
+                if len(state.stalled) > before:
+                    break  # still unavailable: the record went back to the head
+            else:
+                state.stall_attempts = 0

@@ -1,0 +1,46 @@
+"""PartitionState: what the consume loop knows of one assigned partition."""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from connector.inkit.sender import Job
+
+TPKey = tuple[str, int]
+
+
+@dataclass
+class PartitionState:
+    """One assigned partition, from its assignment until it is revoked or lost."""
+
+    topic: str
+    partition: int
+    generation: int
+    unfinished: int = 0  # records read and not finished (in memory, in flight, or in the DLQ)
+    flying: set[Job] = field(default_factory=set)  # dispatched, no result yet
+    stalled: deque[Any] = field(default_factory=deque)  # records waiting for the registry
+    stalled_until: float = 0.0
+    stall_attempts: int = 0
+    initial_committed: int | None = None
+    already_done: set[int] = field(default_factory=set)  # finished by a previous owner
+    already_dead_lettered: set[int] = field(default_factory=set)  # its copy is in the DLQ
+    last_offset: int | None = None  # highest offset read (a partition is read in order)
+    refetch_logged: bool = False
+    finished: int = 0  # records finished since the assignment
+    landed: int = 0  # how many of those a commit Kafka accepted covers
+    # Commits sent and not yet answered, in order: (offset, metadata, records finished then).
+    sent_commits: list[tuple[int, str, int]] = field(default_factory=list)
+    # The previous owner is still draining the partition (commit metadata "drain:"): its
+    # records are not read until its final commit lands or this wall-clock instant passes.
+    handoff_until_ms: int | None = None
+    handoff_read: Future[list[TopicPartition]] | None = None
+    handoff_next_read: float = 0.0
+
+    @property
+    def key(self) -> TPKey:
+        return (self.topic, self.partition)

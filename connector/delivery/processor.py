@@ -1,0 +1,254 @@
+"""Processor: the consume loop. poll -> decode -> map -> schedule per user -> send -> mark done ->
+commit the contiguous watermark; backpressure by pausing partitions; drain on revoke and stop.
+
+This module holds the loop itself (poll, dispatch, stop, final commit); the class is assembled
+from parts that each read alone: intake.py (a record becomes a job), results.py (a result
+becomes a done offset or a dead letter), rebalance.py (assign, revoke, lost, drain) and flow.py
+(backpressure and lag); core.py declares the state they share. Its collaborators: the
+Committer (commits.py: offset commits and the cap on uncommitted records), Handoffs
+(handoff.py: partitions whose previous owner still drains them), the DeadLetterScanner
+(kafka/dlq_recovery.py: dead letters a previous owner already wrote)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from connector.delivery.commits import Committer
+from connector.delivery.core import POLL_BATCH, Decoder, Mapper
+from connector.delivery.flow import FlowControl
+from connector.delivery.handoff import CommittedReader, Handoffs
+from connector.delivery.intake import Intake
+from connector.delivery.offsets import OffsetTracker
+from connector.delivery.ordering import KeyedScheduler
+from connector.delivery.rebalance import Rebalancing
+from connector.delivery.results import Results
+from connector.errors import ConsumerError
+from connector.inkit.retry import Backoff
+from connector.inkit.sender import Sender
+from connector.kafka.dlq import DeadLetterQueue
+from connector.kafka.dlq_recovery import DeadLetterScanner
+from connector.observability.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.1
+BUSY_POLL_S = 0.005
+IN_FLIGHT_POLL_S = 0.001
+
+
+class Processor(Rebalancing, Results, Intake, FlowControl):
+    """Owns the consumer and everything between a fetched record and its committed offset.
+
+    Contract: ``run`` blocks until ``request_stop`` (from a signal handler) or a fatal Kafka
+    error; it then stops fetching, lets buffered work finish within the drain deadline, commits
+    and returns. An offset is committed only when the record and every earlier one of its
+    partition finished: delivered (2xx), skipped by rule, or acked by the dead-letter topic.
+    """
+
+    def __init__(
+        self,
+        *,
+        consumer: Any,
+        decoder: Decoder,
+        mapper: Mapper,
+        sender: Sender,
+        dlq: DeadLetterQueue | None,
+        metrics: Metrics,
+        topic: str,
+        max_in_flight: int,
+        max_buffered: int,
+        drain_timeout_s: float,
+        max_uncommitted: int | None = None,
+        commit_interval_s: float,
+        commit: bool = True,
+        scanner: DeadLetterScanner | None = None,
+        committed_reader: CommittedReader | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._consumer = consumer
+        self._decoder = decoder
+        self._mapper = mapper
+        self._sender = sender
+        self._dlq = dlq
+        self._metrics = metrics
+        self._topic = topic
+        self._max_in_flight = max_in_flight
+        self._max_buffered = max_buffered
+        self._drain_timeout_s = drain_timeout_s
+        self._commit_interval_s = commit_interval_s
+        self._commit_enabled = commit
+        self._scanner = scanner
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._tracker = OffsetTracker()
+        self._scheduler = KeyedScheduler()
+        self._partitions = {}
+        self._handoffs = Handoffs(
+            consumer=consumer,
+            partitions=self._partitions,
+            reader=committed_reader,
+            rescan=self._rescan_dead_letters,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
+        self._committer = Committer(
+            consumer=consumer,
+            tracker=self._tracker,
+            partitions=self._partitions,
+            metrics=metrics,
+            interval_s=commit_interval_s,
+            max_uncommitted=max_uncommitted or 4 * max_in_flight,
+            drain_timeout_s=drain_timeout_s,
+            enabled=commit,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
+        self._paused = set()
+        self._dlq_retry = deque()
+        self._in_flight = 0
+        self._unfinished = 0
+        self._generation = 0
+        self._last_lag = 0.0
+        self._stopping = False
+        self._fatal: ConsumerError | None = None
+        self._backoff = Backoff(base_s=1.0, max_s=30.0)
+        self.heartbeat = clock()
+        self.running = False
+        metrics.records_consumed.labels(topic)  # so rate() starts from 0, not from absent
+
+    # -- public ------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stopping = True
+
+    def fail(self, error: ConsumerError) -> None:
+        """Called from librdkafka's error callback for a fatal error: stop as soon as possible."""
+        self._fatal = error
+        self._stopping = True
+
+    @property
+    def auth_blocked(self) -> bool:
+        return self._sender.auth_blocked
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self._topic],
+            on_assign=self._guard(self._on_assign),
+            on_revoke=self._guard(self._on_revoke),
+            on_lost=self._guard(self._on_lost),
+        )
+
+    def run(self) -> None:
+        self.running = True
+        try:
+            while not self._stopping:
+                self._step()
+            self._flow_control()  # pauses every partition: nothing new is fetched
+            self._committer.announce_drain(list(self._partitions))
+            self._drain(list(self._partitions), reason="shutdown")
+            self._final_commit()
+        finally:
+            self.running = False
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _final_commit(self) -> None:
+        """Commit what finished, before the consumer is closed (close() leaves the group before
+        its revoke callback runs, so a commit made there is refused with UNKNOWN_MEMBER_ID).
+
+        While the group rebalances, librdkafka holds a synchronous commit behind the member's
+        JoinGroup, and the rebalance itself needs this member to keep polling: a commit
+        blocking the loop could wait a full request timeout (60 s). So the commit runs on a
+        helper thread while this thread polls (every partition paused; whatever arrives is
+        dropped, untracked), and a refused commit is retried, within the drain deadline."""
+        deadline = self._clock() + self._drain_timeout_s
+        while self._partitions and self._fatal is None:
+            outcome: list[bool] = []
+            worker = threading.Thread(
+                target=self._commit_into, args=(outcome,), name="final-commit", daemon=True
+            )
+            worker.start()
+            while worker.is_alive() and self._clock() < deadline:
+                self.heartbeat = self._clock()
+                self._consumer.consume(POLL_BATCH, 0.1)  # serves the rebalance; records dropped
+                self._flow_control()  # partitions assigned meanwhile are paused too
+            if outcome and outcome[0]:
+                return
+            if self._clock() >= deadline:
+                break
+        if self._partitions:
+            logger.warning(
+                "final offset commit did not land before the drain deadline; the next owner "
+                "re-reads from the last committed offset"
+            )
+
+    def _commit_into(self, outcome: list[bool]) -> None:
+        outcome.append(self._committer.commit(force=True))
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _step(self) -> None:
+        self.heartbeat = self._clock()
+        self._handle_results(self._sender.drain_results())
+        self._retry_stalled()
+        self._retry_dead_letters()
+        self._handoffs.check()
+        self._dispatch()
+        self._flow_control()
+        # Never fetch more than the buffer has room for (at least 1: consume() also serves
+        # rebalances and heartbeats), so the caps hold to within one record.
+        room = max(1, min(POLL_BATCH, self._max_buffered - self._unfinished))
+        records = self._consumer.consume(room, self._poll_timeout())
+        for record in records:
+            error = record.error()
+            if error is not None:
+                self._on_record_error(error)
+                continue
+            self._ingest(record)
+        if self._dlq is not None:
+            self._dlq.poll(0)
+        self._dispatch()
+        self._committer.commit(early=self._committer.early_due(self._in_flight))
+        self._refresh_lag()
+
+    def _poll_timeout(self) -> float:
+        """How long consume() may block. A result waiting to be handled (which may release a
+        user's next event) must not wait behind a fetch, so the busier the loop, the shorter."""
+        if self._sender.wakeup.is_set():
+            return 0.0
+        if self._in_flight:
+            return IN_FLIGHT_POLL_S
+        if self._unfinished:
+            return BUSY_POLL_S
+        return IDLE_POLL_S
+
+    def _dispatch(self, *, gated: bool = True) -> None:
+        """Send what may go: within INKIT_MAX_IN_FLIGHT and, unless draining (the records were
+        read and must finish now), within MAX_UNCOMMITTED_RECORDS: a crash re-sends at most
+        what no landed commit covers, so that is capped, also while commits cannot land."""
+        room = self._max_in_flight - self._in_flight
+        if gated:
+            waiting = self._scheduler.has_ready()
+            room = min(room, self._committer.send_room(self._in_flight, waiting))
+        if room <= 0 or not self._scheduler.has_ready() or self._sender.auth_blocked:
+            return
+        jobs = self._scheduler.take(room)
+        for job in jobs:
+            self._partitions[(job.ref.topic, job.ref.partition)].flying.add(job)
+        self._in_flight += len(jobs)
+        self._sender.submit(jobs)
+
+    # -- commits -----------------------------------------------------------------------------
+    def on_commit(self, error: Any, partitions: list[Any]) -> None:
+        """Result of a commit (librdkafka's on_commit callback, served by consume())."""
+        self._committer.on_commit(error, partitions)
+
+    def _on_record_error(self, error: Any) -> None:
+        if error.fatal():
+            self.fail(ConsumerError(f"fatal Kafka error: {error.str()}"))
+            return
+        logger.warning("Kafka consumer error: %s", error.str())

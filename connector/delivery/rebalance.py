@@ -1,0 +1,209 @@
+"""Rebalances: what happens on assign (committed offsets, handoff, dead letters already written),
+on revoke (drain, final commit, forget) and on lost (forget, never commit)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from confluent_kafka import KafkaException
+
+from connector.delivery.core import ProcessorCore
+from connector.delivery.offsets import CommitMetadata, decode_metadata
+from connector.delivery.partition import PartitionState, TPKey
+from connector.errors import ConsumerError, DeadLetterScanError
+
+logger = logging.getLogger(__name__)
+
+
+class Rebalancing(ProcessorCore):
+    """librdkafka's rebalance callbacks, served by consume() on the consume thread."""
+
+    def _guard(
+        self, callback: Callable[[Any, list[Any]], None]
+    ) -> Callable[[Any, list[Any]], None]:
+        """librdkafka swallows exceptions raised in rebalance callbacks; log them and stop."""
+
+        def guarded(consumer: Any, partitions: list[Any]) -> None:
+            try:
+                callback(consumer, partitions)
+            except Exception as exc:
+                logger.exception("rebalance callback failed")
+                self.fail(ConsumerError(f"rebalance callback failed: {type(exc).__name__}"))
+
+        return guarded
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        if not partitions:
+            return
+        self._metrics.rebalances.labels("assigned").inc()
+        self._generation += 1
+        committed: dict[TPKey, tuple[int | None, set[int]]] = {}
+        since: dict[TPKey, int] = {}
+        handoff: dict[TPKey, int] = {}
+        try:
+            for tp in consumer.committed(partitions, timeout=10):
+                offset = tp.offset if tp.offset >= 0 else None
+                key = (tp.topic, tp.partition)
+                if offset is None:
+                    committed[key] = (None, set())
+                    continue
+                metadata = decode_metadata(offset, tp.metadata)
+                committed[key] = (offset, set(metadata.done))
+                if (metadata.draining_until_ms or 0) > self._wall_ms():
+                    handoff[key] = metadata.draining_until_ms or 0
+                    continue  # read again when the handoff ends
+                if metadata.since_ms is not None:
+                    since[key] = metadata.since_ms
+        except KafkaException as exc:
+            logger.warning("could not read committed offsets at assignment: %s", exc.args[0])
+        dead_lettered = self._dead_letters_since(since, committed)
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            offset, done = committed.get(key, (None, set()))
+            self._partitions[key] = PartitionState(
+                tp.topic,
+                tp.partition,
+                self._generation,
+                initial_committed=offset,
+                already_done=done,
+                already_dead_lettered=dead_lettered.get(key, set()),
+                handoff_until_ms=handoff.get(key),
+            )
+            if key in handoff:
+                logger.info(
+                    "%s[%s]: its previous owner is still draining it; waiting for its final "
+                    "commit (at most %.0fs)",
+                    key[0],
+                    key[1],
+                    max(0.0, (handoff[key] - self._wall_ms()) / 1000),
+                )
+        self._metrics.assigned_partitions.set(len(self._partitions))
+        logger.info("partitions assigned: %s", _describe(partitions))
+
+    def _dead_letters_since(
+        self, since: dict[TPKey, int], committed: dict[TPKey, tuple[int | None, set[int]]]
+    ) -> dict[TPKey, set[int]]:
+        """Offsets of the newly assigned partitions whose dead-letter copy a previous owner
+        wrote after its last commit (a crash came between the ack and the commit)."""
+        if self._scanner is None or self._dlq is None or not since:
+            return {}
+        watermarks = {key: committed[key][0] for key in since}
+        started = self._clock()
+        try:
+            found = self._scanner.written_since(
+                min(since.values()), {k: v for k, v in watermarks.items() if v is not None}
+            )
+        except DeadLetterScanError as exc:
+            self._metrics.dead_letter_scans.labels("failed").inc()
+            logger.warning(
+                "could not read the dead-letter topic back (%s); a dead letter written just "
+                "before the previous owner stopped may be written again",
+                exc.detail,
+            )
+            return {}
+        self._metrics.dead_letter_scans.labels("ok").inc()
+        # Those the commit metadata already lists as done are skipped anyway.
+        found = {k: v - committed[k][1] for k, v in found.items() if v - committed[k][1]}
+        if found:
+            # Only after an unclean stop (a crash between a dead-letter ack and the commit).
+            logger.warning(
+                "dead letters already written by a previous owner, not written again: %s "
+                "(scan took %.2fs)",
+                ", ".join(f"{t}[{p}]: {len(o)}" for (t, p), o in sorted(found.items())),
+                self._clock() - started,
+            )
+        return found
+
+    def _rescan_dead_letters(self, key: TPKey, offset: int, metadata: CommitMetadata) -> set[int]:
+        """After a handover: the dead letters of ``key`` written since ``metadata.since_ms``."""
+        if metadata.since_ms is None:
+            return set()
+        found = self._dead_letters_since(
+            {key: metadata.since_ms}, {key: (offset, set(metadata.done))}
+        )
+        return found.get(key, set())
+
+    def _wall_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        if not keys:
+            return
+        self._metrics.rebalances.labels("revoked").inc()
+        logger.info("partitions revoked: %s; draining", _describe(partitions))
+        self._committer.announce_drain(keys)
+        self._drain(keys, reason="revoke")
+        self._committer.commit_revoked(keys)
+        self._forget(keys)
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._metrics.rebalances.labels("lost").inc()
+        logger.warning("partitions lost: %s; abandoning their work", _describe(partitions))
+        self._forget(keys)  # they belong to someone else already: never commit them
+
+    def _drain(self, keys: list[TPKey], *, reason: str) -> None:
+        """Let the buffered work of ``keys`` finish (dispatching what waits, awaiting what flies,
+        flushing dead-letter copies) until done or the drain deadline passes."""
+        wanted = set(keys) & set(self._partitions)
+        if not wanted:
+            return
+        deadline = self._clock() + self._drain_timeout_s
+        started = self._clock()
+
+        def outstanding() -> int:
+            return sum(self._partitions[k].unfinished for k in wanted if k in self._partitions)
+
+        while outstanding() and self._clock() < deadline:
+            self.heartbeat = self._clock()
+            self._handle_results(self._sender.drain_results())
+            self._retry_stalled()
+            self._retry_dead_letters()
+            self._dispatch(gated=False)
+            if self._dlq is not None:
+                self._dlq.poll(0)
+            self._sender.wakeup.wait(0.02)
+        left = outstanding()
+        logger.info(
+            "drain (%s) of %d partition(s) ended after %.1fs with %d record(s) unfinished",
+            reason,
+            len(wanted),
+            self._clock() - started,
+            left,
+        )
+
+    def _forget(self, keys: list[TPKey]) -> None:
+        gone = set(keys)
+
+        def in_gone(order_key: Hashable) -> bool:
+            return isinstance(order_key, tuple) and (order_key[0], order_key[1]) in gone
+
+        self._scheduler.remove_where(in_gone)
+        for key in gone:
+            state = self._partitions.pop(key, None)
+            if state is not None:
+                self._unfinished -= state.unfinished
+                # Still in flight after the drain deadline: abandon them. Inkit may still
+                # accept some; the partition's next owner re-sends them (a possible duplicate).
+                self._sender.cancel(list(state.flying))
+            self._committer.forget(key, state)
+            self._paused.discard(key)
+            for gauge in (self._metrics.consumer_lag, self._metrics.committed_offset):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(key[0], str(key[1]))
+        self._tracker.forget(gone)
+        self._dlq_retry = deque(
+            item for item in self._dlq_retry if (item[1].topic(), item[1].partition()) not in gone
+        )
+        self._metrics.assigned_partitions.set(len(self._partitions))
+
+
+def _describe(partitions: list[Any]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions[:20]) + (
+        f" (+{len(partitions) - 20} more)" if len(partitions) > 20 else ""
+    )

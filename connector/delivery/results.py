@@ -1,0 +1,94 @@
+"""Results: a finished send becomes a done offset, or a dead letter whose ack finishes it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from connector.delivery.core import ProcessorCore
+from connector.errors import RecordError
+from connector.inkit.sender import Result, ResultKind
+from connector.models import Outcome
+
+logger = logging.getLogger(__name__)
+
+DLQ_RETRY_S = 1.0
+
+
+class Results(ProcessorCore):
+    """Hands results back to the offset tracker and the dead-letter topic (consume thread)."""
+
+    def _handle_results(self, results: Iterable[Result]) -> None:
+        for result in results:
+            job = result.job
+            self._in_flight -= 1
+            key = (job.ref.topic, job.ref.partition)
+            state = self._partitions.get(key)
+            if state is None or state.generation != job.generation:
+                continue  # abandoned on revoke: its partition is someone else's now
+            state.flying.discard(job)
+            self._scheduler.done(job)
+            if result.kind is ResultKind.DELIVERED:
+                self._finish(
+                    job.ref.topic, job.ref.partition, job.ref.offset, Outcome.DELIVERED, "ok"
+                )
+                self._metrics.last_delivery.set(result.finished_at)
+                if job.timestamp_s is not None:
+                    latency = max(0.0, result.finished_at - job.timestamp_s)
+                    self._metrics.end_to_end_latency.observe(latency)
+            elif result.kind is ResultKind.FAILED and result.error is not None:
+                self._dead_letter(job.record, result.error)
+            # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
+
+    def _finish(
+        self, topic: str, partition: int, offset: int, outcome: Outcome, reason: str
+    ) -> None:
+        state = self._partitions.get((topic, partition))
+        if state is None:
+            return
+        self._tracker.mark_done(topic, partition, offset)
+        state.unfinished -= 1
+        self._unfinished -= 1
+        self._committer.finished(state)
+        self._metrics.records.labels(outcome.value, reason).inc()
+
+    def _dead_letter(self, record: Any, error: RecordError, generation: int | None = None) -> None:
+        key = (record.topic(), record.partition())
+        state = self._partitions.get(key)
+        if state is None:
+            return
+        gen = state.generation if generation is None else generation
+        logger.error(
+            "dead-lettering %s[%s]@%s: %s (%s)",
+            record.topic(),
+            record.partition(),
+            record.offset(),
+            error.reason,
+            error.detail,
+        )
+        if self._dlq is None:
+            # Dry run: nothing is written and nothing committed, but the record is finished,
+            # so the run keeps reading and stops promptly.
+            self._finish(key[0], key[1], record.offset(), Outcome.DEAD_LETTERED, error.reason)
+            return
+
+        def done(ok: bool) -> None:
+            current = self._partitions.get(key)
+            if current is None or current.generation != gen:
+                return
+            if ok:
+                self._finish(key[0], key[1], record.offset(), Outcome.DEAD_LETTERED, error.reason)
+            else:
+                self._dlq_retry.append((self._clock() + DLQ_RETRY_S, record, error, gen))
+
+        self._dlq.send(record, error, done)
+
+    def _retry_dead_letters(self) -> None:
+        now = self._clock()
+        for _ in range(len(self._dlq_retry)):
+            due, record, error, gen = self._dlq_retry[0]
+            if due > now:
+                break
+            self._dlq_retry.popleft()
+            self._dead_letter(record, error, gen)

@@ -1,0 +1,1 @@
+"""What a record is and becomes: Avro plumbing, decoding, encoding, the Segment-to-Inkit mapping."""

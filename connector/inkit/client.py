@@ -1,0 +1,111 @@
+"""InkitClient: sends one request over an injected httpx.AsyncClient and classifies the answer
+into success or one of the connector's typed errors."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import httpx
+
+from connector.errors import AuthError, InkitUnavailable, RateLimited, RejectedError
+from connector.inkit.retry import parse_retry_after
+from connector.models import InkitRequest
+from connector.observability.metrics import Metrics
+
+EXCERPT_CHARS = 200
+REDACTED = "[REDACTED]"
+# Strings shorter than this are not redacted from response excerpts: "CA" or "US" would blank
+# out half of any error message, and two letters identify nobody.
+_MIN_REDACT_LEN = 3
+
+
+class InkitClient:
+    """Posts ``InkitRequest``s to Inkit. One instance per process, used from one event loop.
+
+    ``send`` returns the 2xx status, or raises: ``AuthError`` (401/403), ``RateLimited`` (429),
+    ``InkitUnavailable`` (408, 5xx except 501, timeout, connection error) or ``RejectedError``
+    (any other status). It never retries: that is the sender's job.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient | Sequence[httpx.AsyncClient],
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # Several small pools instead of one large one: httpcore scans its whole pool (with a
+        # socket poll per idle connection) for every request it queues or releases, so its cost
+        # per request grows with the pool. Shards of a few connections keep it flat.
+        self._pool = [http] if isinstance(http, httpx.AsyncClient) else list(http)
+        self._next = 0
+        self._metrics = metrics
+        self._clock = clock
+
+    async def send(self, request: InkitRequest) -> int:
+        started = time.perf_counter()
+        http = self._pool[self._next]
+        self._next = (self._next + 1) % len(self._pool)
+        try:
+            response = await http.post(
+                request.url, content=encode_body(request.body), headers=request.headers
+            )
+        except httpx.TimeoutException as exc:
+            self._observe("timeout", started)
+            raise InkitUnavailable("timeout") from exc
+        except httpx.TransportError as exc:
+            self._observe("connection_error", started)
+            raise InkitUnavailable("connection_error") from exc
+        status = response.status_code
+        self._observe(str(status), started)
+        if 200 <= status < 300:
+            return status
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        if status in (401, 403):
+            raise AuthError(status)
+        if status == 429:
+            self._metrics.rate_limited.inc()
+            raise RateLimited(retry_after)
+        if status == 408 or (status >= 500 and status != 501):
+            raise InkitUnavailable("server_error", status=status, retry_after=retry_after)
+        raise RejectedError(status, redact_excerpt(response.text, request))
+
+    def _observe(self, code: str, started: float) -> None:
+        self._metrics.http_requests.labels(code).inc()
+        self._metrics.http_request_duration.observe(time.perf_counter() - started)
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """Compact JSON, UTF-8: what goes on the wire."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def redact_excerpt(text: str, request: InkitRequest) -> str:
+    """A short excerpt of a response body with every string the request carried (trait values,
+    the API key) replaced, because APIs like to echo the offending value back."""
+    excerpt = text[: EXCERPT_CHARS * 4]
+    secrets = sorted(
+        {s for s in _strings(request.body) if len(s) >= _MIN_REDACT_LEN}
+        | {v for v in request.headers.values() if len(v) >= _MIN_REDACT_LEN},
+        key=len,
+        reverse=True,
+    )
+    for secret in secrets:
+        if secret in excerpt:
+            excerpt = excerpt.replace(secret, REDACTED)
+    return excerpt[:EXCERPT_CHARS]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif value is not None and not isinstance(value, bool):
+        yield str(value)

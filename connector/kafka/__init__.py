@@ -1,0 +1,2 @@
+"""Kafka clients beyond the source consumer's loop: client construction, the dead-letter topic
+and its recovery scan."""

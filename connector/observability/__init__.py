@@ -1,0 +1,1 @@
+"""Metrics (their names are public API), health endpoints, logging configuration."""
