@@ -33,20 +33,25 @@ debian_base() {
         && [ "$(${PODMAN} image inspect --format '{{index .Labels "recipe"}}' "${DEBIAN_BASE}" 2>/dev/null)" = "${key}" ]; then
         return
     fi
+    mkdir -p "${CACHE_DIR}"
+    # One assembly at a time (two builds at once wait for the first one's tar).
+    exec 9>"${CACHE_DIR}/.lock"
+    flock 9
     if [ ! -s "${tar}" ]; then
-        mkdir -p "${CACHE_DIR}"
         echo "assembling a Python base from Debian bookworm packages (mmdebstrap, once): ${tar}" >&2
+        local part="${tar%.tar}.part-$$.tar"  # mmdebstrap picks the format from the suffix
         # Documentation, man pages and locales are not installed: nobody reads them in a container.
         mmdebstrap --quiet --variant=apt --include="${packages}" \
             --dpkgopt='path-exclude=/usr/share/man/*' \
             --dpkgopt='path-exclude=/usr/share/locale/*' \
             --dpkgopt='path-exclude=/usr/share/doc/*' \
             --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-            bookworm "${tar%.tar}.part.tar"  # mmdebstrap picks the format from the suffix
-        mv "${tar%.tar}.part.tar" "${tar}"
+            bookworm "${part}"
+        mv "${part}" "${tar}"
     fi
     ${PODMAN} import --change "LABEL recipe=${key}" --change 'CMD ["python3"]' \
         "${tar}" "${DEBIAN_BASE}" >/dev/null
+    flock --unlock 9
 }
 
 if [ -n "${PYTHON_IMAGE:-}" ]; then

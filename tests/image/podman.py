@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,10 @@ TEST_IMAGE = "localhost/inkit-connector:test"
 # flags as scripts/build-image.sh (docs/container.md), overridable through PODMAN.
 PODMAN = shlex.split(os.environ.get("PODMAN", "podman --runtime runc --cgroup-manager=cgroupfs"))
 ULIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
+# A cold build (the Debian base assembled, every wheel downloaded) measured about two minutes on
+# an idle machine and more than five with the machine's two cores shared: the image tests get a
+# longer timeout than the suite's default 300 s (the first one pays for the build).
+BUILD_TIMEOUT_S = 900
 # What the chart's securityContext enforces (readOnlyRootFilesystem, drop ALL, no privilege
 # escalation, an emptyDir on /tmp). --read-only-tmpfs=false: podman would otherwise also mount
 # writable tmpfs on /run and /var/tmp, and the tests want a write there to fail.
@@ -66,29 +71,36 @@ class BuiltImage:
 
 
 def build_image(
-    name: str = TEST_IMAGE, base: str | None = None, timeout_s: float = 900
+    name: str = TEST_IMAGE, base: str | None = None, timeout_s: float = BUILD_TIMEOUT_S
 ) -> BuiltImage:
     """Build with the same script as `make image` (on ``base`` when given) and parse its report."""
     env = {**os.environ, "IMAGE": name}
     env.pop("PYTHON_IMAGE", None)
     if base is not None:
         env["PYTHON_IMAGE"] = base
-    proc = subprocess.run(
+    # Its own process group: a timeout (ours or pytest-timeout's) stops mmdebstrap and podman
+    # too, not only the script, so that no orphan keeps writing into the cache.
+    with subprocess.Popen(
         [str(BUILD_SCRIPT)],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout_s,
-        check=False,
-    )
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     if proc.returncode != 0:
-        pytest.fail(f"make image failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
-    report = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+        pytest.fail(f"make image failed ({proc.returncode}):\n{stdout}\n{stderr[-4000:]}")
+    report = dict(line.split(": ", 1) for line in stdout.splitlines() if ": " in line)
     return BuiltImage(
         name=report["image"],
         base=report["base"].split(" ", 1)[0],
         size_bytes=int(report["size"].split(" ", 1)[0]),
         sbom=ROOT / report["sbom"],
-        output=proc.stdout,
+        output=stdout,
     )

@@ -9,9 +9,9 @@ import subprocess
 import pytest
 
 from connector import __version__
-from tests.image.podman import ROOT, BuiltImage, build_image, podman, run_in_image
+from tests.image.podman import BUILD_TIMEOUT_S, ROOT, BuiltImage, build_image, podman, run_in_image
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(BUILD_TIMEOUT_S)]
 
 # Budgets, in bytes of the uncompressed image as podman reports it. The Debian-built base measured
 # 174 MB and the whole image 209 MB (the official python:3.11-slim base is smaller, about 130 MB):

@@ -15,7 +15,15 @@ import pytest
 import yaml
 
 from connector.testing.inkit_simulator import Faults, InkitSimulator
-from tests.image.podman import RESTRICTED, ROOT, ULIMITS, BuiltImage, podman, run_in_image
+from tests.image.podman import (
+    BUILD_TIMEOUT_S,
+    RESTRICTED,
+    ROOT,
+    ULIMITS,
+    BuiltImage,
+    podman,
+    run_in_image,
+)
 from tests.integration.harness import (
     Deliveries,
     committed,
@@ -26,7 +34,7 @@ from tests.integration.harness import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(BUILD_TIMEOUT_S)]
 
 VALUES = yaml.safe_load((ROOT / "helm" / "inkit-connector" / "values.yaml").read_text())
 
