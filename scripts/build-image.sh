@@ -89,7 +89,7 @@ ${PODMAN} build --format docker --network=host "${ULIMITS[@]}" "${mounts[@]}" \
 
 mkdir -p dist
 sbom="dist/inkit-connector-${VERSION}.cdx.json"
-container="$(${PODMAN} create "${IMAGE}")"
+container="$(${PODMAN} create --no-healthcheck "${IMAGE}")"
 ${PODMAN} cp "${container}:/usr/share/doc/inkit-connector/inkit-connector.cdx.json" "${sbom}"
 ${PODMAN} rm "${container}" >/dev/null
 
