@@ -56,7 +56,11 @@ def run_in_image(
 ) -> subprocess.CompletedProcess[str]:
     """`podman run --rm` of the image with the chart's restrictions; returns without checking."""
     extra = ["--entrypoint", entrypoint] if entrypoint else []
-    return podman("run", "--rm", *ULIMITS, *RESTRICTED, *options, *extra, image, *args, check=False)
+    # --no-healthcheck: a one-off command needs no HEALTHCHECK timer (podman's timers want systemd).
+    return podman(
+        "run", "--rm", "--no-healthcheck", *ULIMITS, *RESTRICTED, *options, *extra, image, *args,
+        check=False,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
