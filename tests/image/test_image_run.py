@@ -95,6 +95,9 @@ def test_delivers_then_drains_commits_and_exits_0_on_podman_stop(
         DRAIN_TIMEOUT_SECONDS=str(VALUES["drainTimeoutSeconds"]),
         COMMIT_INTERVAL_SECONDS="1",
         INKIT_MAX_IN_FLIGHT="8",
+        # The drain delivers every fetched record; a small buffer keeps it seconds long even on a
+        # loaded machine (1000 records, the default here, took 12.7 s with two busy cores).
+        MAX_BUFFERED_RECORDS="200",
         METRICS_HOST="127.0.0.1",
         METRICS_PORT=str(metrics_port),
     )
