@@ -20,9 +20,9 @@ TEST_IMAGE = "localhost/inkit-connector:test"
 # flags as scripts/build-image.sh (docs/container.md), overridable through PODMAN.
 PODMAN = shlex.split(os.environ.get("PODMAN", "podman --runtime runc --cgroup-manager=cgroupfs"))
 ULIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
-# A cold build (the Debian base assembled, every wheel downloaded) measured about two minutes on
-# an idle machine and more than five with the machine's two cores shared: the image tests get a
-# longer timeout than the suite's default 300 s (the first one pays for the build).
+# A cold build (the Debian base assembled, every wheel downloaded) took about 100 s on a quiet
+# machine and 611 s at a load average of 30 to 48 on its two cores: the image tests get a longer
+# timeout than the suite's default 300 s (the first one pays for the build).
 BUILD_TIMEOUT_S = 900
 # What the chart's securityContext enforces (readOnlyRootFilesystem, drop ALL, no privilege
 # escalation, an emptyDir on /tmp). --read-only-tmpfs=false: podman would otherwise also mount
