@@ -131,7 +131,7 @@ def check_registry(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
                 "schema registry",
                 False,
                 f"TLS certificate of {settings.schema_registry_url} not accepted "
-                f"({untrusted}): set SSL_CERT_FILE to the registry's CA certificate",
+                f"({untrusted}): set SSL_CERT_FILE to a CA bundle that includes the registry's CA",
             )
         return CheckResult(
             "schema registry",

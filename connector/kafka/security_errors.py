@@ -1,11 +1,12 @@
 """One clear line for each way a secured Kafka connection fails at start-up.
 
 librdkafka reports every failed certificate check with the same text ("certificate verify
-failed: broker certificate could not be verified ..."; rdkafka_ssl.c adds that hint whatever
-OpenSSL's verify result was), so an expired certificate, a certificate for another host and an
-unknown CA all read alike. When librdkafka reports one, ``explain`` repeats the TLS handshake
-once with Python's ssl module, with the same CA file and hostname rule, and names the cause from
-OpenSSL's verify result. Texts name settings, never their values (no passwords, no paths).
+failed: broker certificate could not be verified ..."), so an expired certificate, a certificate
+for another host and an unknown CA all read alike (observed with librdkafka 2.16.0 against the
+test broker's listeners; tests/unit/kafka/test_security_errors.py keeps the text it printed).
+When librdkafka reports one, ``explain`` repeats the TLS handshake once with Python's ssl
+module, with the same CA file and hostname rule, and names the cause from OpenSSL's verify
+result. Texts name settings, never their values (no passwords, no paths).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Secured listeners for the test broker: SASL_SSL (SCRAM-SHA-512, PLAIN), mutual TLS, and two
 TLS listeners with a broken certificate (expired, wrong host), one port each on one broker.
 
-One broker serves every mode, so the security tests pay for one JVM start. Each listener has its
-own settings under ``listener.name.<name>.`` (Kafka applies listener-prefixed SSL and SASL
-settings over the global ones: ChannelBuilders / ``valuesWithPrefixOverride`` in Kafka's source).
+One broker serves every mode, so the security tests pay for no JVM start of their own. Each
+listener has its own settings under ``listener.name.<name>.``: Kafka applies listener-prefixed
+SSL and SASL settings over the global ones (Kafka's broker configuration docs; the tests show it
+on 4.1.1 and 3.9.2: each listener presents its own certificate and takes its own mechanisms).
 The broker's first listener stays PLAINTEXT: inter-broker traffic, the readiness probe and the
 tests' own admin clients use it, so a security test only exercises the client under test.
 
