@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from connector.errors import ConsumerError, RegistryUnavailable
 from connector.events import avro
 from connector.events.encoding import EncodeError, build_encoder
 from connector.kafka.consumer import describe, rdkafka_logger
+from connector.kafka.security_errors import explain as explain_security_error
 from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 30.0
+_FLUSH_SLICE_S = 0.5
 
 
 @dataclass
@@ -40,20 +43,32 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
     user's events stay in one partition and in order.
     """
     errors: list[str] = []
+    # A wrong password or certificate never heals by waiting: stop at the first such error.
+    fatal: list[str] = []
     conf: dict[str, Any] = dict(settings.librdkafka_common())
+
+    def on_error(err: Any) -> None:
+        errors.append(describe(err))
+        reason = explain_security_error(err, conf)
+        if reason is not None:
+            fatal.append(reason)
+
     conf.update(
         {
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 10,
-            "error_cb": lambda err: errors.append(describe(err)),
+            "error_cb": on_error,
             "logger": rdkafka_logger,  # librdkafka's lines go through logging, not raw stderr
         }
     )
-    producer = Producer(conf)
+    try:
+        producer = Producer(conf)
+    except KafkaException as exc:  # e.g. an ssl.* file that does not exist or does not parse
+        raise ConsumerError(f"Kafka client settings rejected: {exc.args[0].str()}") from exc
     # Before registering a schema or encoding anything: a missing topic is one line at once,
     # not a 30 s wait for acknowledgements that cannot come.
-    _require_topic(producer, settings)
+    _require_topic(producer, settings, fatal)
     registry = None
     if settings.value_format == "confluent-avro" and settings.schema_registry_url:
         registry = avro.SchemaRegistry(
@@ -85,7 +100,7 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
             user = event.get("userId") or event.get("anonymousId")
             key = str(user).encode() if user is not None else None
             _produce(producer, settings.topic, key, value, delivered)
-        left = producer.flush(FLUSH_TIMEOUT_S)
+        left = _flush(producer, fatal)
     except RegistryUnavailable as exc:
         raise ConsumerError(
             f"schema registry unavailable at {settings.schema_registry_url}: {exc.detail}; "
@@ -111,24 +126,43 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
     return 0 if report.failed == 0 and not report.invalid else 1
 
 
-def _require_topic(producer: Any, settings: Settings) -> None:
+def _require_topic(producer: Any, settings: Settings, fatal: list[str]) -> None:
     # All topics, not list_topics(topic): asking for one topic by name lets a broker with
     # auto.create.topics.enable create it (librdkafka's allow.auto.create.topics is true for
     # producers since librdkafka 1.9.3, confluentinc/librdkafka#3952), which would hide the
     # mistake.
-    try:
-        metadata = producer.list_topics(timeout=10)
-    except KafkaException as exc:
-        raise ConsumerError(
-            f"cannot reach Kafka at {settings.bootstrap_servers} ({exc.args[0].str()}): "
-            "check KAFKA_BOOTSTRAP_SERVERS"
-        ) from exc
+    # In slices, serving the error callback: a security failure is named at once (as _flush does).
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            metadata = producer.list_topics(timeout=_FLUSH_SLICE_S)
+            break
+        except KafkaException as exc:
+            producer.poll(0)
+            if fatal:
+                raise ConsumerError(fatal[0]) from exc
+            if time.monotonic() >= deadline:
+                raise ConsumerError(
+                    f"cannot reach Kafka at {settings.bootstrap_servers} ({exc.args[0].str()}): "
+                    "check KAFKA_BOOTSTRAP_SERVERS"
+                ) from exc
     topic = metadata.topics.get(settings.topic)
     if topic is None or topic.error is not None:
         raise ConsumerError(
             f"topic {settings.topic!r} does not exist: create it (`make local-up` creates the "
             "local one) or fix KAFKA_TOPIC"
         )
+
+
+def _flush(producer: Any, fatal: list[str]) -> int:
+    """Flush in short slices so that a security failure ends the wait at once."""
+    deadline = time.monotonic() + FLUSH_TIMEOUT_S
+    left = int(producer.flush(_FLUSH_SLICE_S))
+    while left and time.monotonic() < deadline:
+        if fatal:
+            raise ConsumerError(fatal[0])
+        left = int(producer.flush(_FLUSH_SLICE_S))
+    return left
 
 
 def _produce(producer: Any, topic: str, key: bytes | None, value: bytes, cb: Any) -> None:

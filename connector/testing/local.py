@@ -28,7 +28,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from connector.testing.inkit_simulator.protocol import CONTROL_PREFIX, WEBHOOK_PATH
-from connector.testing.kafka_broker import DEFAULT_CLI_PORT, cache_root
+from connector.testing.kafka_broker_cli import DEFAULT_CLI_PORT
+from connector.testing.kafka_jars import cache_root
 from connector.testing.topics import wait_for_topic
 
 BROKER_CLI = (sys.executable, "-m", "connector.testing.kafka_broker")
