@@ -85,7 +85,10 @@ def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
     try:
         admin = AdminClient(conf)
     except KafkaException as exc:  # e.g. an ssl.* file that does not exist or does not parse
-        raise StartupError(f"Kafka client settings rejected: {exc.args[0].str()}") from exc
+        # librdkafka refuses its configuration (_INVALID_ARG): a setting to fix, exit 2.
+        raise ConfigError(
+            f"Kafka client settings rejected: {exc.args[0].str()} (check KAFKA_CONFIG_* variables)"
+        ) from exc
     # The error callback only runs when the client is polled, so wait in short slices: a refused
     # SASL password is then reported as such within a second instead of as a timeout.
     deadline = time.monotonic() + timeout_s

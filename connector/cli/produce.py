@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from confluent_kafka import KafkaException, Producer
 
-from connector.errors import ConsumerError, RegistryUnavailable
+from connector.errors import ConfigError, ConsumerError, RegistryUnavailable
 from connector.events import avro
 from connector.events.encoding import EncodeError, build_encoder
 from connector.kafka.consumer import describe, rdkafka_logger
@@ -65,7 +65,10 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
     try:
         producer = Producer(conf)
     except KafkaException as exc:  # e.g. an ssl.* file that does not exist or does not parse
-        raise ConsumerError(f"Kafka client settings rejected: {exc.args[0].str()}") from exc
+        # librdkafka refuses its configuration (_INVALID_ARG): a setting to fix, exit 2.
+        raise ConfigError(
+            f"Kafka client settings rejected: {exc.args[0].str()} (check KAFKA_CONFIG_* variables)"
+        ) from exc
     # Before registering a schema or encoding anything: a missing topic is one line at once,
     # not a 30 s wait for acknowledgements that cannot come.
     _require_topic(producer, settings, fatal)
