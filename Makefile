@@ -49,7 +49,7 @@ kafka-up: setup  ## start a local Apache Kafka broker on 127.0.0.1:$(KAFKA_PORT)
 	$(PY) -m connector.testing.kafka_broker up --port $(KAFKA_PORT)
 
 kafka-down: setup  ## stop the local broker
-	$(PY) -m connector.testing.kafka_broker down
+	$(PY) -m connector.testing.kafka_broker down --port $(KAFKA_PORT)
 
 demo: setup tools  ## run the whole pipeline locally: broker, registry, simulator, events, connector, summary
 	$(PY) -m connector.testing.demo
