@@ -71,7 +71,7 @@ class ProcessorCore:
     def fail(self, error: ConsumerError) -> None:
         raise NotImplementedError
 
-    def _dispatch(self, *, gated: bool = True) -> None:
+    def _dispatch(self, *, gated: bool = True, only: set[TPKey] | None = None) -> None:
         raise NotImplementedError
 
     def _handle_results(self, results: Iterable[Result]) -> None:

@@ -37,11 +37,22 @@ class KeyedScheduler(Generic[J]):
             self._active.add(key)
             self._ready.append(job)
 
-    def take(self, limit: int) -> list[J]:
-        """Up to ``limit`` jobs that may start now, oldest first."""
+    def take(self, limit: int, where: Callable[[Hashable], bool] | None = None) -> list[J]:
+        """Up to ``limit`` jobs that may start now, oldest first; with ``where``, only jobs
+        whose key matches (a drain sends only the partitions it drains)."""
         taken: list[J] = []
-        while self._ready and len(taken) < limit:
-            taken.append(self._ready.popleft())
+        if where is None:
+            while self._ready and len(taken) < limit:
+                taken.append(self._ready.popleft())
+            return taken
+        kept: deque[J] = deque()
+        while self._ready:
+            job = self._ready.popleft()
+            if len(taken) < limit and where(job.order_key):
+                taken.append(job)
+            else:
+                kept.append(job)
+        self._ready = kept
         return taken
 
     def done(self, job: J) -> None:

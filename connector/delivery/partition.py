@@ -38,6 +38,10 @@ class PartitionState:
     # The previous owner is still draining the partition (commit metadata "drain:"): its
     # records are not read until its final commit lands or this wall-clock instant passes.
     handoff_until_ms: int | None = None
+    # The same instant on this process's monotonic clock, taken once at assignment and never
+    # later than our own drain deadline plus margin: the two hosts' wall clocks are compared
+    # only once, and a clock far ahead on the old owner cannot hold the partition for hours.
+    handoff_deadline: float = 0.0
     handoff_read: Future[list[TopicPartition]] | None = None
     handoff_next_read: float = 0.0
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from connector.delivery.commits import Committer
@@ -25,6 +25,7 @@ from connector.delivery.handoff import CommittedReader, Handoffs
 from connector.delivery.intake import Intake
 from connector.delivery.offsets import OffsetTracker
 from connector.delivery.ordering import KeyedScheduler
+from connector.delivery.partition import TPKey
 from connector.delivery.rebalance import Rebalancing
 from connector.delivery.results import Results
 from connector.errors import ConsumerError
@@ -226,17 +227,25 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
             return BUSY_POLL_S
         return IDLE_POLL_S
 
-    def _dispatch(self, *, gated: bool = True) -> None:
+    def _dispatch(self, *, gated: bool = True, only: set[TPKey] | None = None) -> None:
         """Send what may go: within INKIT_MAX_IN_FLIGHT and, unless draining (the records were
         read and must finish now), within MAX_UNCOMMITTED_RECORDS: a crash re-sends at most
-        what no landed commit covers, so that is capped, also while commits cannot land."""
+        what no landed commit covers, so that is capped, also while commits cannot land.
+        ``only``: a drain sends only the partitions it drains (the others stay under the cap
+        and leave it the in-flight slots)."""
         room = self._max_in_flight - self._in_flight
         if gated:
             waiting = self._scheduler.has_ready()
             room = min(room, self._committer.send_room(self._in_flight, waiting))
-        if room <= 0 or not self._scheduler.has_ready() or self._sender.auth_blocked:
+        if self._sender.auth_blocked:
+            # Inkit refused the key: only a probe goes out, and only when nobody probes.
+            room = min(room, 1) if self._sender.needs_probe else 0
+        if room <= 0 or not self._scheduler.has_ready():
             return
-        jobs = self._scheduler.take(room)
+        if only is None:
+            jobs = self._scheduler.take(room)
+        else:
+            jobs = self._scheduler.take(room, lambda k: _partition_of(k) in only)
         for job in jobs:
             self._partitions[(job.ref.topic, job.ref.partition)].flying.add(job)
         self._in_flight += len(jobs)
@@ -254,3 +263,9 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
             self.fail(ConsumerError(f"fatal Kafka error: {error.str()}"))
             return
         logger.warning("Kafka consumer error: %s", error.str())
+
+
+def _partition_of(order_key: Hashable) -> TPKey | None:
+    if isinstance(order_key, tuple) and len(order_key) >= 2:
+        return (order_key[0], order_key[1])
+    return None

@@ -9,8 +9,9 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 
+from connector.delivery.commits import HANDOFF_MARGIN_S
 from connector.delivery.core import ProcessorCore
 from connector.delivery.offsets import CommitMetadata, decode_metadata
 from connector.delivery.partition import PartitionState, TPKey
@@ -73,6 +74,12 @@ class Rebalancing(ProcessorCore):
                 already_dead_lettered=dead_lettered.get(key, set()),
                 handoff_until_ms=handoff.get(key),
             )
+            if key in handoff:
+                remaining_s = (handoff[key] - self._wall_ms()) / 1000
+                bound_s = self._drain_timeout_s + HANDOFF_MARGIN_S
+                self._partitions[key].handoff_deadline = self._clock() + min(
+                    bound_s, max(0.0, remaining_s)
+                )
             if key in handoff:
                 logger.info(
                     "%s[%s]: its previous owner is still draining it; waiting for its final "
@@ -164,7 +171,7 @@ class Rebalancing(ProcessorCore):
             self._handle_results(self._sender.drain_results())
             self._retry_stalled()
             self._retry_dead_letters()
-            self._dispatch(gated=False)
+            self._dispatch(gated=False, only=wanted)
             if self._dlq is not None:
                 self._dlq.poll(0)
             self._sender.wakeup.wait(0.02)
@@ -184,6 +191,17 @@ class Rebalancing(ProcessorCore):
             return isinstance(order_key, tuple) and (order_key[0], order_key[1]) in gone
 
         self._scheduler.remove_where(in_gone)
+        # librdkafka keeps the application's pause flag of a partition across unassign and a
+        # later assign (reproduced on Kafka 4.1 with confluent-kafka 2.16, both group protocols;
+        # tests/integration/test_stalls.py repeats it): a partition we paused and then lost would
+        # never be fetched again if it came back to this member. Resume it while it is still
+        # ours; its fetcher stops at the unassign that follows this callback anyway.
+        held = sorted(gone & self._paused)
+        if held:
+            try:
+                self._consumer.resume([TopicPartition(t, p) for t, p in held])
+            except KafkaException as exc:
+                logger.warning("could not resume revoked partitions: %s", exc.args[0])
         for key in gone:
             state = self._partitions.pop(key, None)
             if state is not None:

@@ -30,7 +30,7 @@ E2E_BUCKETS_S = (
     14400.0,
 )
 
-RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error")
+RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error", "http_error")
 COMMIT_RESULTS = ("success", "failure")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
 
@@ -71,7 +71,7 @@ class Metrics:
         self.retries = counter(
             "retries",
             "Requests scheduled for a retry, by reason (timeout, connection_error, rate_limited, "
-            "server_error).",
+            "server_error, http_error).",
             ("reason",),
         )
         self.rate_limited = counter(
