@@ -65,6 +65,12 @@ class KeyedScheduler(Generic[J]):
         else:
             self._active.discard(key)
 
+    def any_waiting(self, predicate: Callable[[J], bool]) -> bool:
+        """Whether a job matching ``predicate`` waits here (not taken). Linear: for gauges."""
+        return any(predicate(j) for j in self._ready) or any(
+            predicate(j) for queue in self._waiting.values() for j in queue
+        )
+
     def has_ready(self) -> bool:
         return bool(self._ready)
 

@@ -42,6 +42,8 @@ class PartitionState:
     # later than our own drain deadline plus margin: the two hosts' wall clocks are compared
     # only once, and a clock far ahead on the old owner cannot hold the partition for hours.
     handoff_deadline: float = 0.0
+    assigned_at_s: float = 0.0  # wall clock: a handoff holds the partition since then
+    holder: str | None = None  # the holder label last set on the oldest-unfinished gauge
     handoff_read: Future[list[TopicPartition]] | None = None
     handoff_next_read: float = 0.0
 

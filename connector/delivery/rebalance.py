@@ -73,6 +73,7 @@ class Rebalancing(ProcessorCore):
                 already_done=done,
                 already_dead_lettered=dead_lettered.get(key, set()),
                 handoff_until_ms=handoff.get(key),
+                assigned_at_s=self._wall_clock(),
             )
             if key in handoff:
                 remaining_s = (handoff[key] - self._wall_ms()) / 1000
@@ -214,6 +215,9 @@ class Rebalancing(ProcessorCore):
             for gauge in (self._metrics.consumer_lag, self._metrics.committed_offset):
                 with contextlib.suppress(KeyError):
                     gauge.remove(key[0], str(key[1]))
+            if state is not None and state.holder is not None:
+                with contextlib.suppress(KeyError):
+                    self._metrics.oldest_unfinished_age.remove(key[0], str(key[1]), state.holder)
         self._tracker.forget(gone)
         self._dlq_retry = deque(
             item for item in self._dlq_retry if (item[1].topic(), item[1].partition()) not in gone

@@ -43,6 +43,7 @@ class Job:
     timestamp_s: float | None
     generation: int
     cancelled: bool = False
+    attempts: int = 0  # requests sent so far (set on the sender's loop; read for the gauge)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -248,6 +249,7 @@ class Sender:
             if self._bucket is not None:
                 await self._bucket.acquire()
             attempt += 1
+            job.attempts = attempt
             try:
                 status = await client.send(job.request)
             except AuthError as exc:

@@ -33,6 +33,18 @@ E2E_BUCKETS_S = (
 RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error", "http_error")
 COMMIT_RESULTS = ("success", "failure")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
+# What holds a partition's oldest unfinished record (the holder label: a closed set).
+HOLDERS = (
+    "none",
+    "in_flight",
+    "retrying",
+    "auth",
+    "backpressure",
+    "handoff",
+    "registry",
+    "dead_letter",
+    "dead_letter_retry",
+)
 
 
 class Metrics:
@@ -127,6 +139,13 @@ class Metrics:
             "Reads of the dead-letter topic at assignment, looking for copies a previous owner "
             "wrote after its last commit, by result (ok, failed: a copy may be written twice).",
             ("result",),
+        )
+        self.oldest_unfinished_age = gauge(
+            "oldest_unfinished_age_seconds",
+            "Per partition, how long ago its oldest unfinished record was read (0: none), and "
+            "what holds it (holder: none, in_flight, retrying, auth, backpressure, handoff, "
+            "registry, dead_letter, dead_letter_retry). Grows without bound only in a stall.",
+            ("topic", "partition", "holder"),
         )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
         self.build_info.labels(__version__).set(1)

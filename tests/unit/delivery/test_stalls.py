@@ -306,3 +306,28 @@ def test_a_keyed_record_and_a_keyless_event_of_one_user_share_an_order_key() -> 
     with h.running():
         wait_for(lambda: consumer.committed_offsets.get(0) == 2)
     assert order == [0, 1]
+
+
+def _oldest(h: Harness, holder: str) -> float | None:
+    return h.metrics.registry.get_sample_value(
+        "inkit_connector_oldest_unfinished_age_seconds",
+        {"topic": "t", "partition": "0", "holder": holder},
+    )
+
+
+def test_a_stall_is_visible_as_the_age_of_the_oldest_unfinished_record_and_its_holder() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    consumer.append(0, b"u", event("u", 0))
+    answer = {"status": 503}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(answer["status"])
+
+    h = Harness(consumer, handler)
+    with h.running():
+        wait_for(lambda: (_oldest(h, "retrying") or 0.0) > 0.1)
+        answer["status"] = 401
+        wait_for(lambda: (_oldest(h, "auth") or 0.0) > 0.1)
+        assert _oldest(h, "retrying") is None  # one series per partition: the label moved
+        answer["status"] = 202
+        wait_for(lambda: _oldest(h, "none") == 0.0)
