@@ -111,6 +111,14 @@ class Committer:
                 )
         return room
 
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def due_now(self) -> None:
+        """Make the next throttled commit go out at once."""
+        self._last_commit = 0.0
+
     def early_due(self, in_flight: int) -> bool:
         return 2 * (self.uncommitted + in_flight) >= self.max_uncommitted
 
@@ -245,6 +253,9 @@ class Committer:
                 continue
             if state is not None and sent is not None:
                 self._land(state, sent)
+            if state is not None:
+                state.has_commit = True
+                state.landed_offset = max(tp.offset, state.landed_offset or tp.offset)
             self._committed[key] = (tp.offset, tp.metadata or "")
             if key in self._partitions:  # a late result for a revoked partition sets no gauge
                 self._metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)

@@ -37,9 +37,9 @@ class KeyedScheduler(Generic[J]):
             self._active.add(key)
             self._ready.append(job)
 
-    def take(self, limit: int, where: Callable[[Hashable], bool] | None = None) -> list[J]:
-        """Up to ``limit`` jobs that may start now, oldest first; with ``where``, only jobs
-        whose key matches (a drain sends only the partitions it drains)."""
+    def take(self, limit: int, where: Callable[[J], bool] | None = None) -> list[J]:
+        """Up to ``limit`` jobs that may start now, oldest first; with ``where``, only the jobs
+        it accepts (a drain sends only the partitions it drains)."""
         taken: list[J] = []
         if where is None:
             while self._ready and len(taken) < limit:
@@ -48,7 +48,7 @@ class KeyedScheduler(Generic[J]):
         kept: deque[J] = deque()
         while self._ready:
             job = self._ready.popleft()
-            if len(taken) < limit and where(job.order_key):
+            if len(taken) < limit and where(job):
                 taken.append(job)
             else:
                 kept.append(job)

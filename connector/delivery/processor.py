@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 from connector.delivery.commits import Committer
@@ -30,7 +30,7 @@ from connector.delivery.rebalance import Rebalancing
 from connector.delivery.results import Results
 from connector.errors import ConsumerError
 from connector.inkit.retry import Backoff
-from connector.inkit.sender import Sender
+from connector.inkit.sender import Job, Sender
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
 from connector.observability.metrics import Metrics
@@ -234,24 +234,50 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         ``only``: a drain sends only the partitions it drains (the others stay under the cap
         and leave it the in-flight slots)."""
         room = self._max_in_flight - self._in_flight
+        heads_only = False
         if gated:
             waiting = self._scheduler.has_ready()
-            room = min(room, self._committer.send_room(self._in_flight, waiting))
+            capped = self._committer.send_room(self._in_flight, waiting)
+            if capped > 0:
+                room = min(room, capped)
+            else:
+                # At the cap, a partition's oldest unfinished record still goes: it is what
+                # moves the watermark, and only a commit past it can uncover the cap (found by
+                # the simulation: finished records a full metadata text cannot cover held the
+                # cap closed while the records below them waited for it). At most one per
+                # partition past the cap until a commit past it lands, so a crash re-sends at
+                # most MAX_UNCOMMITTED_RECORDS plus one per partition.
+                heads_only = True
         if self._sender.auth_blocked:
             # Inkit refused the key: only a probe goes out, and only when nobody probes.
             room = min(room, 1) if self._sender.needs_probe else 0
         if room <= 0 or not self._scheduler.has_ready():
             return
-        if only is None:
+        if heads_only:
+            jobs = self._scheduler.take(room, self._is_head)
+            for job in jobs:
+                self._partitions[(job.ref.topic, job.ref.partition)].cap_head = job.ref.offset
+        elif only is None:
             jobs = self._scheduler.take(room)
         else:
-            jobs = self._scheduler.take(room, lambda k: _partition_of(k) in only)
+            jobs = self._scheduler.take(room, lambda j: (j.ref.topic, j.ref.partition) in only)
         for job in jobs:
             self._partitions[(job.ref.topic, job.ref.partition)].flying.add(job)
         self._in_flight += len(jobs)
         self._sender.submit(jobs)
 
         # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
+
+    def _is_head(self, job: Job) -> bool:
+        """``job`` is its partition's oldest unfinished record, and may go past the cap: no
+        earlier head of its partition went past it without a commit landing beyond it since."""
+        ref = job.ref
+        state = self._partitions.get((ref.topic, ref.partition))
+        if state is None or self._tracker.committable(ref.topic, ref.partition) != ref.offset:
+            return False
+        if state.cap_head is None:
+            return True
+        return state.landed_offset is not None and state.landed_offset > state.cap_head
 
     # -- commits -----------------------------------------------------------------------------
     def on_commit(self, error: Any, partitions: list[Any]) -> None:
@@ -263,9 +289,3 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
             self.fail(ConsumerError(f"fatal Kafka error: {error.str()}"))
             return
         logger.warning("Kafka consumer error: %s", error.str())
-
-
-def _partition_of(order_key: Hashable) -> TPKey | None:
-    if isinstance(order_key, tuple) and len(order_key) >= 2:
-        return (order_key[0], order_key[1])
-    return None

@@ -74,6 +74,8 @@ class Rebalancing(ProcessorCore):
                 already_dead_lettered=dead_lettered.get(key, set()),
                 handoff_until_ms=handoff.get(key),
                 assigned_at_s=self._wall_clock(),
+                has_commit=offset is not None,
+                landed_offset=offset,
             )
             if key in handoff:
                 remaining_s = (handoff[key] - self._wall_ms()) / 1000
