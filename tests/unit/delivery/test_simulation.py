@@ -282,5 +282,6 @@ def test_the_seeds_that_found_bugs_stay_green(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)
 def test_the_long_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
     _run_seeds(range(SIM_SEEDS, SIM_SEEDS + SIM_SLOW_SEEDS), SIM_STEPS * 2, monkeypatch)

@@ -331,3 +331,17 @@ def test_a_stall_is_visible_as_the_age_of_the_oldest_unfinished_record_and_its_h
         assert _oldest(h, "retrying") is None  # one series per partition: the label moved
         answer["status"] = 202
         wait_for(lambda: _oldest(h, "none") == 0.0)
+
+
+def test_the_lag_gauge_follows_a_landed_commit_without_waiting_for_its_refresh() -> None:
+    """Defect 9 (the demo's lag column): with the processor's clock frozen, the periodic lag
+    refresh runs once; only the refresh on a landed commit can bring the gauge to 0."""
+    consumer = FakeConsumer("t", partitions=1)
+    for seq in range(10):
+        consumer.append(0, f"u{seq}".encode(), event(f"u{seq}", seq))
+    h = Harness(consumer, recording_handler([]))
+    h.processor._clock = lambda: 1000.0
+    lag = h.metrics.consumer_lag.labels("t", "0")
+    with h.running():
+        wait_for(lambda: consumer.committed_offsets.get(0) == 10)
+        wait_for(lambda: lag._value.get() == 0)
