@@ -266,8 +266,6 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         self._in_flight += len(jobs)
         self._sender.submit(jobs)
 
-        # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
-
     def _is_head(self, job: Job) -> bool:
         """``job`` is its partition's oldest unfinished record, and may go past the cap: no
         earlier head of its partition went past it without a commit landing beyond it since."""
