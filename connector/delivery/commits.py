@@ -115,6 +115,11 @@ class Committer:
     def enabled(self) -> bool:
         return self._enabled
 
+    @property
+    def landing(self) -> bool:
+        """The last commit answered did not fail."""
+        return not self._last_failed
+
     def due_now(self) -> None:
         """Make the next throttled commit go out at once."""
         self._last_commit = 0.0
@@ -142,8 +147,51 @@ class Committer:
         if not force and since_last < self._interval_s and not early_ok:
             return True
         self._last_commit = now
+        offsets = self._collect(force, only, draining_until_ms)
+        if not offsets:
+            return True
+        if not force or draining_until_ms is not None:
+            # Throttled commits are asynchronous: a synchronous one issued while the group
+            # rebalances waits behind the JoinGroup (up to a minute), and the loop with it.
+            # on_commit reports the result; a failed commit is simply sent again next time.
+            for tp in offsets:
+                self._committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata or "")
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as exc:
+                self.on_commit(exc.args[0], offsets)
+            return True
+        try:
+            result = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            self.on_commit(exc.args[0], offsets)
+            return False
+        self.on_commit(None, result or offsets)
+        return all(tp.error is None for tp in result or offsets)
+
+    def final_offsets(self) -> list[Any]:
+        """The offsets of the final commit, prepared on the consume thread: the helper thread
+        that sends it (Processor._final_commit) touches nothing else of the committer, and its
+        answer comes back through ``final_result`` on the consume thread too."""
+        if not self._enabled:
+            return []
+        self._last_commit = self._clock()
+        return self._collect(True, None, None)
+
+    def final_result(self, offsets: list[Any], result: Any, error: Any) -> bool:
+        """The final commit's answer (on the consume thread); True when every partition landed."""
+        if error is not None:
+            self.on_commit(error, offsets)
+            return False
+        self.on_commit(None, result or offsets)
+        return all(tp.error is None for tp in result or offsets)
+
+    def _collect(
+        self, force: bool, only: Iterable[TPKey] | None, draining_until_ms: int | None
+    ) -> list[Any]:
+        """The offsets (with their metadata) a commit now would send, recorded as sent."""
         keys = set(only) if only is not None else None
-        offsets = []
+        offsets: list[Any] = []
         for (topic, partition), next_offset in self._tracker.all_committable().items():
             if keys is not None and (topic, partition) not in keys:
                 continue
@@ -183,26 +231,7 @@ class Committer:
                 # Nothing new to record and no commit pending: the landed commit (same text)
                 # covers what it can; records above a full metadata text stay uncovered.
                 self._land(state, landing)
-        if not offsets:
-            return True
-        if not force or draining_until_ms is not None:
-            # Throttled commits are asynchronous: a synchronous one issued while the group
-            # rebalances waits behind the JoinGroup (up to a minute), and the loop with it.
-            # on_commit reports the result; a failed commit is simply sent again next time.
-            for tp in offsets:
-                self._committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata or "")
-            try:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            except KafkaException as exc:
-                self.on_commit(exc.args[0], offsets)
-            return True
-        try:
-            result = self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            self.on_commit(exc.args[0], offsets)
-            return False
-        self.on_commit(None, result or offsets)
-        return all(tp.error is None for tp in result or offsets)
+        return offsets
 
     def announce_drain(self, keys: list[TPKey]) -> None:
         """Tell a next owner, through the commit metadata, that these partitions are being

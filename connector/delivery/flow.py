@@ -51,7 +51,8 @@ class FlowControl(ProcessorCore):
         if not force and now - self._last_lag < LAG_REFRESH_S:
             return
         self._last_lag = now
-        self._refresh_oldest()
+        if not force:  # a refresh on each landed commit updates the lag only (it is cheap)
+            self._refresh_oldest()
         for (topic, partition), state in self._partitions.items():
             try:
                 low, high = self._consumer.get_watermark_offsets(

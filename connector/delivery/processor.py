@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from connector.delivery.commits import Committer
 from connector.delivery.core import POLL_BATCH, Decoder, Mapper
 from connector.delivery.flow import FlowControl
@@ -169,16 +171,22 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         dropped, untracked), and a refused commit is retried, within the drain deadline."""
         deadline = self._clock() + self._drain_timeout_s
         while self._partitions and self._fatal is None:
-            outcome: list[bool] = []
+            # Prepared here and answered here: the helper thread only waits on librdkafka, so
+            # the committer is never used by two threads (revoke and commit callbacks run in
+            # this thread's consume() meanwhile).
+            offsets = self._committer.final_offsets()
+            if not offsets:
+                return
+            outcome: list[tuple[Any, Any]] = []
             worker = threading.Thread(
-                target=self._commit_into, args=(outcome,), name="final-commit", daemon=True
+                target=self._commit_into, args=(offsets, outcome), name="final-commit", daemon=True
             )
             worker.start()
             while worker.is_alive() and self._clock() < deadline:
                 self.heartbeat = self._clock()
                 self._consumer.consume(POLL_BATCH, 0.1)  # serves the rebalance; records dropped
                 self._flow_control()  # partitions assigned meanwhile are paused too
-            if outcome and outcome[0]:
+            if outcome and self._committer.final_result(offsets, *outcome[0]):
                 return
             if self._clock() >= deadline:
                 break
@@ -188,8 +196,13 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
                 "re-reads from the last committed offset"
             )
 
-    def _commit_into(self, outcome: list[bool]) -> None:
-        outcome.append(self._committer.commit(force=True))
+    def _commit_into(self, offsets: list[Any], outcome: list[tuple[Any, Any]]) -> None:
+        try:
+            result = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            outcome.append((None, exc.args[0]))
+            return
+        outcome.append((result, None))
 
     # -- the loop ----------------------------------------------------------------------------
     def _step(self) -> None:
@@ -240,6 +253,8 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
             capped = self._committer.send_room(self._in_flight, waiting)
             if capped > 0:
                 room = min(room, capped)
+            elif not self._committer.landing:
+                return  # commits fail: hold at the cap (a head could not be covered either)
             else:
                 # At the cap, a partition's oldest unfinished record still goes: it is what
                 # moves the watermark, and only a commit past it can uncover the cap (found by
