@@ -104,17 +104,17 @@ def test_oldest_read_time_is_that_of_the_first_record_the_watermark_has_not_pass
 
 
 def test_memory_is_bounded_by_unfinished_records_not_by_finished_ones() -> None:
-    """Issue #13, defect 5: one stuck record, a million finished above it."""
+    """Issue #13, defect 5: one stuck record, 200,000 finished above it, kept as one range."""
     t = OffsetTracker()
     t.track("t", 0, 0)  # stuck
-    for offset in range(1, 1_000_001):
+    for offset in range(1, 200_001):
         t.track("t", 0, offset)
         t.mark_done("t", 0, offset)
     assert t.committable("t", 0) == 0
     assert t.outstanding("t", 0) == 1
-    assert t.done_ranges("t", 0) == [(1, 1_000_000)]
+    assert t.done_ranges("t", 0) == [(1, 200_000)]
     t.mark_done("t", 0, 0)
-    assert t.committable("t", 0) == 1_000_001
+    assert t.committable("t", 0) == 200_001
 
 
 def test_a_finished_offset_below_the_committed_one_is_never_encoded_negative() -> None:
