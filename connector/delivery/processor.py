@@ -27,7 +27,7 @@ from connector.delivery.handoff import CommittedReader, Handoffs
 from connector.delivery.intake import Intake
 from connector.delivery.offsets import OffsetTracker
 from connector.delivery.ordering import KeyedScheduler
-from connector.delivery.partition import TPKey
+from connector.delivery.partition import PartitionState, TPKey
 from connector.delivery.rebalance import Rebalancing
 from connector.delivery.results import Results
 from connector.errors import ConsumerError
@@ -269,6 +269,8 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         if room <= 0 or not self._scheduler.has_ready():
             return
         if heads_only:
+            if not any(self._head_may_go(state) for state in self._partitions.values()):
+                return  # the usual case at the cap: each head flies already (no queue scan)
             jobs = self._scheduler.take(room, self._is_head)
             for job in jobs:
                 self._partitions[(job.ref.topic, job.ref.partition)].cap_head = job.ref.offset
@@ -281,6 +283,15 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         self._in_flight += len(jobs)
         self._sender.submit(jobs)
 
+    def _head_may_go(self, state: PartitionState) -> bool:
+        """``state``'s oldest unfinished record may go past the cap, if it waits to be sent."""
+        head = self._tracker.committable(state.topic, state.partition)
+        if head is None or any(job.ref.offset == head for job in state.flying):
+            return False
+        if state.cap_head is None:
+            return True
+        return state.landed_offset is not None and state.landed_offset > state.cap_head
+
     def _is_head(self, job: Job) -> bool:
         """``job`` is its partition's oldest unfinished record, and may go past the cap: no
         earlier head of its partition went past it without a commit landing beyond it since."""
@@ -288,9 +299,7 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         state = self._partitions.get((ref.topic, ref.partition))
         if state is None or self._tracker.committable(ref.topic, ref.partition) != ref.offset:
             return False
-        if state.cap_head is None:
-            return True
-        return state.landed_offset is not None and state.landed_offset > state.cap_head
+        return self._head_may_go(state)
 
     # -- commits -----------------------------------------------------------------------------
     def on_commit(self, error: Any, partitions: list[Any]) -> None:
