@@ -64,6 +64,7 @@ class ProcessorCore:
     _generation: int
     _last_lag: float
     _stopping: bool
+    _in_drain: bool
     _fatal: ConsumerError | None
     _backoff: Backoff
     heartbeat: float

@@ -119,6 +119,7 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         self._generation = 0
         self._last_lag = 0.0
         self._stopping = False
+        self._in_drain = False
         self._fatal: ConsumerError | None = None
         self._backoff = Backoff(base_s=1.0, max_s=30.0)
         self.heartbeat = clock()

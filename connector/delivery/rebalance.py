@@ -169,6 +169,23 @@ class Rebalancing(ProcessorCore):
         def outstanding() -> int:
             return sum(self._partitions[k].unfinished for k in wanted if k in self._partitions)
 
+        self._in_drain = True
+        try:
+            self._drain_until(wanted, outstanding, deadline)
+        finally:
+            self._in_drain = False
+        left = outstanding()
+        logger.info(
+            "drain (%s) of %d partition(s) ended after %.1fs with %d record(s) unfinished",
+            reason,
+            len(wanted),
+            self._clock() - started,
+            left,
+        )
+
+    def _drain_until(
+        self, wanted: set[TPKey], outstanding: Callable[[], int], deadline: float
+    ) -> None:
         while outstanding() and self._clock() < deadline:
             self.heartbeat = self._clock()
             self._handle_results(self._sender.drain_results())
@@ -178,14 +195,6 @@ class Rebalancing(ProcessorCore):
             if self._dlq is not None:
                 self._dlq.poll(0)
             self._sender.wakeup.wait(0.02)
-        left = outstanding()
-        logger.info(
-            "drain (%s) of %d partition(s) ended after %.1fs with %d record(s) unfinished",
-            reason,
-            len(wanted),
-            self._clock() - started,
-            left,
-        )
 
     def _forget(self, keys: list[TPKey]) -> None:
         gone = set(keys)
