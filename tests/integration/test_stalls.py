@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from prometheus_client import CollectorRegistry
 
 from connector.errors import DecodeError
@@ -104,8 +104,9 @@ def test_a_dead_letter_copy_over_the_producers_limit_goes_without_its_value(
     source = topic_factory(partitions=1)
     dlq = topic_factory(partitions=1)
     big = 1_200_000  # over the default message.max.bytes (1,000,000) of the DLQ producer
-    resource = ConfigResource("topic", source, set_config={"max.message.bytes": "2000000"})
-    for future in admin.alter_configs([resource]).values():
+    entry = ConfigEntry("max.message.bytes", "2000000", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource("topic", source, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=15)
     writer = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 2_000_000})
     writer.produce(source, key=b"u1", value=b"x" * big)
