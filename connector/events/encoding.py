@@ -12,7 +12,7 @@ from typing import Any
 import fastavro
 
 from connector.events import avro
-from connector.events.decoding import segment_version
+from connector.events.segment import segment_version
 
 FORMATS = ("confluent-avro", "avro", "json")
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
