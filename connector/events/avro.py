@@ -119,6 +119,12 @@ def parse_writer_schema(
     )
 
 
+@functools.cache
+def bundled_writer_schema() -> WriterSchema:
+    """The bundled schema as a writer schema (the fast path), parsed once per process."""
+    return parse_writer_schema(0, load_schema_text())
+
+
 def parse_referenced(schema_id: int, text: str, named: dict[str, Any]) -> None:
     """Parse a referenced schema into ``named`` (the names later schemas may use)."""
     try:

@@ -113,7 +113,7 @@ class AvroDecoder(Decoder):
         self, max_record_bytes: int = MAX_RECORD_BYTES, writer: avro.WriterSchema | None = None
     ) -> None:
         super().__init__(max_record_bytes)
-        self._body = AvroBody(writer or avro.parse_writer_schema(0, avro.load_schema_text()))
+        self._body = AvroBody(writer or avro.bundled_writer_schema())
 
     def decode(self, value: bytes | None) -> SegmentMessage:
         return self._body.message(self._checked(value), 0)
