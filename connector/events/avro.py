@@ -233,7 +233,7 @@ class SchemaRegistry:
             "User-Agent": f"inkit-connector/{__version__}",
         }
         self._schemas: dict[int, WriterSchema | InvalidSchema] = {}
-        self._json_ids: dict[int, InvalidSchema | None] = {}
+        self._json_ids: dict[int, str | None] = {}  # schema id -> why it is not JSON Schema
         self._ids: dict[tuple[str, str], int] = {}
 
     def close(self) -> None:
@@ -263,11 +263,11 @@ class SchemaRegistry:
             self._json_ids[schema_id] = (
                 None
                 if schema_type == "JSON"
-                else InvalidSchema(f"schema {schema_id} is a {schema_type} schema, not JSON")
+                else f"schema {schema_id} is a {schema_type} schema, not JSON"
             )
         failure = self._json_ids[schema_id]
         if failure is not None:
-            raise failure
+            raise InvalidSchema(failure)  # a fresh one: a re-raised instance grows its traceback
 
     def register(self, subject: str, schema_text: str, schema_type: str = "AVRO") -> int:
         key = (subject, schema_text)

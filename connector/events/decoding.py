@@ -169,7 +169,8 @@ class ConfluentAvroDecoder(_ConfluentDecoder):
         if body is None:
             body = self._body(schema_id)
         if isinstance(body, DecodeError):
-            raise body
+            # A fresh error per record: re-raising one cached instance would grow its traceback.
+            raise DecodeError(body.detail, reason=body.reason)
         return body.message(data, avro.HEADER.size)
 
     def _body(self, schema_id: int) -> AvroBody | DecodeError:
@@ -183,7 +184,7 @@ class ConfluentAvroDecoder(_ConfluentDecoder):
             try:
                 body = AvroBody(writer)
             except DecodeError as exc:
-                body = exc
+                body = exc.with_traceback(None)  # kept for ever: hold no frames
         self._bodies[schema_id] = body  # the schema behind an id never changes
         return body
 

@@ -195,7 +195,7 @@ def event_kind(result: str) -> None:
     hypothesis_event(kind)
 
 
-@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(producer())
 def test_any_segment_shaped_schema_maps_like_its_json(made: tuple[dict[str, Any], Any]) -> None:
     schema, event = made
