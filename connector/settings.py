@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os.path
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -231,7 +232,7 @@ class Settings:
             group_id=r.text("KAFKA_GROUP_ID") or "inkit-connector",
             dlq_topic=r.text("KAFKA_DLQ_TOPIC") or (f"{topic}.dlq" if topic else ""),
             value_format=value_format,
-            avro_schema_file=r.text("AVRO_SCHEMA_FILE"),
+            avro_schema_file=_existing_file("AVRO_SCHEMA_FILE", r.text("AVRO_SCHEMA_FILE")),
             kafka_extra=_kafka_passthrough(env),
             schema_registry_url=registry,
             schema_registry_user_info=user_info,
@@ -406,3 +407,10 @@ class _Reader:
         if not low <= number <= high:
             raise ConfigError(f"{name} must be between {low:g} and {high:g}; got {number:g}")
         return number
+
+
+def _existing_file(name: str, path: str | None) -> str | None:
+    """``path`` when it names a file; whether it parses is checked where it is read."""
+    if path is not None and not os.path.isfile(path):
+        raise ConfigError(f"{name} {path} is not a file")
+    return path

@@ -276,3 +276,17 @@ def test_a_bad_avro_schema_file_is_a_config_error(tmp_path: Any, content: str | 
     settings = dataclasses.replace(SETTINGS, value_format="avro", avro_schema_file=str(path))
     with pytest.raises(ConfigError):
         build_decoder(settings)
+
+
+def test_a_missing_avro_schema_file_fails_at_start_up() -> None:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+        "KAFKA_TOPIC": "t",
+        "INKIT_API_KEY": "k",
+        "KAFKA_VALUE_FORMAT": "avro",
+        "AVRO_SCHEMA_FILE": str(CORPUS_DIR / "no-such.avsc"),
+    }
+    with pytest.raises(ConfigError, match=r"AVRO_SCHEMA_FILE .* is not a file"):
+        Settings.from_env(env)
+    env["AVRO_SCHEMA_FILE"] = str(CORPUS_DIR / "01_traits_map_string.avsc")
+    assert Settings.from_env(env).avro_schema_file == env["AVRO_SCHEMA_FILE"]
