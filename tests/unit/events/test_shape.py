@@ -9,6 +9,7 @@ from typing import Any
 
 import fastavro
 import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from connector.errors import ConfigError, DecodeError, RecordError
 from connector.events import avro
@@ -290,3 +291,26 @@ def test_a_missing_avro_schema_file_fails_at_start_up() -> None:
         Settings.from_env(env)
     env["AVRO_SCHEMA_FILE"] = str(CORPUS_DIR / "01_traits_map_string.avsc")
     assert Settings.from_env(env).avro_schema_file == env["AVRO_SCHEMA_FILE"]
+
+
+# -- fuzzing the by-shape path ------------------------------------------------------------------
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([c for c in CORPUS if c.name[:2] in ("03", "08", "09", "11")]), st.data())
+def test_mutated_producer_records_decode_or_fail_cleanly(case: Case, data: st.DataObject) -> None:
+    parsed = case.parsed()
+    writer = avro.parse_writer_schema(1, case.schema_text(), parsed["__named_schemas"])
+    good = bytearray(body(parsed, to_datum(case.events[0], parsed)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        good[data.draw(st.integers(0, len(good) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(good)))
+    result: SegmentMessage | DecodeError
+    try:
+        result = AvroDecoder(writer=writer).decode(bytes(good[:cut]))
+    except DecodeError as exc:
+        result = exc
+    if isinstance(result, DecodeError):
+        assert result.reason in set(DecodeReason)
+    else:
+        assert isinstance(result, SegmentMessage)
