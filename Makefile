@@ -46,11 +46,11 @@ test-unit: setup  ## only the fast tests (no broker)
 test-slow: setup tools  ## the long modes: chaos soak and friends
 	$(PY) -m pytest --run-slow
 
-kafka-up: setup  ## start a local Apache Kafka broker on 127.0.0.1:$(KAFKA_PORT)
-	$(PY) -m connector.testing.kafka_broker up --port $(KAFKA_PORT)
+kafka-up: setup  ## start a local Apache Kafka broker on 127.0.0.1:$(KAFKA_PORT) (KAFKA_VERSION=3.9.1 for another version)
+	$(PY) -m connector.testing.kafka_broker up --port $(KAFKA_PORT) $(if $(KAFKA_VERSION),--version $(KAFKA_VERSION))
 
 kafka-down: setup  ## stop the local broker
-	$(PY) -m connector.testing.kafka_broker down
+	$(PY) -m connector.testing.kafka_broker down --port $(KAFKA_PORT)
 
 demo: setup tools  ## run the whole pipeline locally: broker, registry, simulator, events, connector, summary
 	$(PY) -m connector.testing.demo

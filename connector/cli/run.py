@@ -96,7 +96,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     partitions = kafka_topics(settings)
     registry_check = check_registry(settings)
     if not registry_check.ok:
-        raise StartupError(f"schema registry {registry_check.detail}: check SCHEMA_REGISTRY_URL")
+        raise StartupError(f"schema registry {registry_check.detail}")
     # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
     logger.info(
         "inkit-connector %s starting (dry run: %s); configuration: %s",
