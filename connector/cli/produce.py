@@ -73,7 +73,7 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
     # not a 30 s wait for acknowledgements that cannot come.
     _require_topic(producer, settings, fatal)
     registry = None
-    if settings.value_format == "confluent-avro" and settings.schema_registry_url:
+    if settings.value_format.startswith("confluent-") and settings.schema_registry_url:
         registry = avro.SchemaRegistry(
             settings.schema_registry_url, settings.schema_registry_user_info
         )

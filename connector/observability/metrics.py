@@ -30,9 +30,21 @@ E2E_BUCKETS_S = (
     14400.0,
 )
 
-RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error")
+RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error", "http_error")
 COMMIT_RESULTS = ("success", "failure")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
+# What holds a partition's oldest unfinished record (the holder label: a closed set).
+HOLDERS = (
+    "none",
+    "in_flight",
+    "retrying",
+    "auth",
+    "backpressure",
+    "handoff",
+    "registry",
+    "dead_letter",
+    "dead_letter_retry",
+)
 
 
 class Metrics:
@@ -71,7 +83,7 @@ class Metrics:
         self.retries = counter(
             "retries",
             "Requests scheduled for a retry, by reason (timeout, connection_error, rate_limited, "
-            "server_error).",
+            "server_error, http_error).",
             ("reason",),
         )
         self.rate_limited = counter(
@@ -152,6 +164,13 @@ class Metrics:
         )
         self.breaker_trips = counter(
             "breaker_trips", "Times the circuit breaker opened, by failure reason.", ("reason",)
+        )
+        self.oldest_unfinished_age = gauge(
+            "oldest_unfinished_age_seconds",
+            "Per partition, how long ago its oldest unfinished record was read (0: none), and "
+            "what holds it (holder: none, in_flight, retrying, auth, backpressure, handoff, "
+            "registry, dead_letter, dead_letter_retry). Grows without bound only in a stall.",
+            ("topic", "partition", "holder"),
         )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
         self.build_info.labels(__version__).set(1)

@@ -27,6 +27,7 @@ ALERTS = {
     "InkitConnectorHighErrorRate",
     "InkitConnectorDown",
     "InkitConnectorNotReady",
+    "InkitConnectorRecordStuck",
     "InkitConnectorBreakerOpen",
 }
 SEVERITIES = {"warning", "critical"}
