@@ -170,7 +170,9 @@ class FakeProducer:
         self._callbacks: list[Callable[[], None]] = []
         self.fail_next = 0
 
-    def produce(self, topic: str, key: Any, value: Any, headers: Any, on_delivery: Any) -> None:
+    def produce(
+        self, topic: str, key: Any, value: Any, on_delivery: Any, headers: Any = None
+    ) -> None:
         fail = self.fail_next > 0
         self.fail_next -= 1 if fail else 0
         err = _FakeKafkaError() if fail else None
@@ -203,7 +205,10 @@ class JsonDecoder:
             raise DecodeError("empty", reason="empty_value")
         data = json.loads(value)
         return SegmentMessage(
-            type=data["type"], user_id=data.get("userId"), traits=data.get("traits", {})
+            type=data["type"],
+            user_id=data.get("userId"),
+            message_id=data.get("messageId"),
+            traits=data.get("traits", {}),
         )
 
 

@@ -34,6 +34,7 @@ from connector.kafka.consumer import (
 )
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
+from connector.kafka.ledger import SentLedger, ensure_ledger_topic
 from connector.models import InkitRequest
 from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
@@ -138,6 +139,28 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         settings.dlq_topic,
         settings.group_id,
     )
+    ledger = None
+    if settings.ledger_enabled and producer is not None:
+        logger.info(
+            "sent-ledger: %s",
+            ensure_ledger_topic(admin, settings.ledger_topic, partitions[settings.topic]),
+        )
+        ledger = SentLedger(
+            producer=producer,
+            consumer_factory=lambda: Consumer(scanner_config(settings, on_side_client_error)),
+            topic=settings.ledger_topic,
+            window_s=settings.dedupe_window_s,
+            metrics=metrics,
+            group_id=settings.group_id,
+        )
+        seconds = ledger.load()
+        logger.info(
+            "sent-ledger %s read in %.2fs: %d events sent within the last %.0f h are skipped",
+            settings.ledger_topic,
+            seconds,
+            ledger.size,
+            settings.dedupe_window_s / 3600,
+        )
     http_clients: list[httpx.AsyncClient] = []
 
     def client_factory() -> Any:
@@ -173,6 +196,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         commit=not dry_run,
         scanner=None if dry_run else scanner,
         committed_reader=admin_committed_reader(admin, settings.group_id),
+        ledger=ledger,
+        max_event_age_s=settings.max_event_age_s,
     )
     processor_ref.append(processor)
 
@@ -226,6 +251,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         if producer is not None:
             producer.flush(10)
         scanner.close()
+        if ledger is not None:
+            ledger.close()
         sender.stop()
         health.stop()
         logger.info("inkit-connector stopped")
