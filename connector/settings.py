@@ -282,10 +282,8 @@ class Settings:
         )
         if settings.dlq_topic and settings.dlq_topic == settings.topic:
             raise ConfigError("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC")
-        if settings.ledger_enabled and settings.ledger_topic in (
-            settings.topic,
-            settings.dlq_topic,
-        ):
+        ledger = settings.ledger_topic
+        if settings.ledger_enabled and ledger and ledger in (settings.topic, settings.dlq_topic):
             raise ConfigError("KAFKA_LEDGER_TOPIC must differ from KAFKA_TOPIC and KAFKA_DLQ_TOPIC")
         return settings
 

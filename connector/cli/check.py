@@ -18,7 +18,7 @@ from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
 from connector.errors import StartupError
-from connector.kafka.ledger import ledger_topic_state
+from connector.kafka.ledger import ensure_ledger_topic, ledger_topic_state
 from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -136,16 +136,26 @@ def check_registry(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
     return CheckResult("schema registry", True, f"reachable at {settings.schema_registry_url}")
 
 
+def _quiet_admin(settings: Settings) -> AdminClient:
+    conf: dict[str, Any] = dict(settings.librdkafka_common())
+    conf["logger"] = logging.getLogger("connector.librdkafka")
+    conf["log_level"] = 2  # the one-line verdict, not librdkafka's per-attempt errors
+    return AdminClient(conf)
+
+
+def prepare_ledger(settings: Settings, partitions: int) -> str:
+    """`run`: make sure the sent-ledger topic exists and is compacted (creating it when it is
+    missing); StartupError with what to do otherwise. Returns what was done, for the log."""
+    return ensure_ledger_topic(_quiet_admin(settings), settings.ledger_topic, partitions)
+
+
 def check_ledger(settings: Settings, timeout_s: float = 10.0) -> CheckResult:
     """The sent-ledger topic exists and is compacted, or `run` may create it."""
     if not settings.ledger_enabled:
         return CheckResult("sent-ledger", True, "off (LEDGER_ENABLED=false)")
-    conf: dict[str, Any] = dict(settings.librdkafka_common())
-    conf["logger"] = logging.getLogger("connector.librdkafka")
-    conf["log_level"] = 2
     topic = settings.ledger_topic
     try:
-        policy = ledger_topic_state(AdminClient(conf), topic, timeout_s)
+        policy = ledger_topic_state(_quiet_admin(settings), topic, timeout_s)
     except KafkaException as exc:
         return CheckResult("sent-ledger", False, f"{topic}: cannot describe it ({exc.args[0]})")
     if policy is None:

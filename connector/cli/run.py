@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from connector import __version__
-from connector.cli.check import check_registry, group_protocol, kafka_topics
+from connector.cli.check import check_registry, group_protocol, kafka_topics, prepare_ledger
 from connector.delivery.handoff import admin_committed_reader
 from connector.delivery.processor import Processor
 from connector.errors import ConnectorError, ConsumerError, StartupError
@@ -34,7 +34,7 @@ from connector.kafka.consumer import (
 )
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
-from connector.kafka.ledger import SentLedger, ensure_ledger_topic
+from connector.kafka.ledger import SentLedger
 from connector.models import InkitRequest
 from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
@@ -97,6 +97,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     registry_check = check_registry(settings)
     if not registry_check.ok:
         raise StartupError(f"schema registry {registry_check.detail}: check SCHEMA_REGISTRY_URL")
+    use_ledger = settings.ledger_enabled and not dry_run
+    ledger_note = prepare_ledger(settings, partitions[settings.topic]) if use_ledger else ""
     # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
     logger.info(
         "inkit-connector %s starting (dry run: %s); configuration: %s",
@@ -140,11 +142,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         settings.group_id,
     )
     ledger = None
-    if settings.ledger_enabled and producer is not None:
-        logger.info(
-            "sent-ledger: %s",
-            ensure_ledger_topic(admin, settings.ledger_topic, partitions[settings.topic]),
-        )
+    if use_ledger and producer is not None:
+        logger.info("sent-ledger: %s", ledger_note)
         ledger = SentLedger(
             producer=producer,
             consumer_factory=lambda: Consumer(scanner_config(settings, on_side_client_error)),

@@ -97,7 +97,7 @@ class LedgerIndex:
     entries) would skip one event; the figure is in the README."""
 
     def __init__(self) -> None:
-        self._sorted: tuple[array[int], array[int]] = (array("Q"), array("L"))
+        self._sorted: tuple[array[int], array[int]] = (array("Q"), array("I"))
         self._recent: dict[int, int] = {}
         self._lock = threading.Lock()  # only merges take it: two merges must not interleave
 
@@ -123,7 +123,7 @@ class LedgerIndex:
     def load(self, entries: dict[int, int]) -> None:
         """Replace the whole index with ``entries`` (hash -> sent seconds), at start-up."""
         ordered = sorted(entries)
-        self._sorted = (array("Q", ordered), array("L", (entries[k] for k in ordered)))
+        self._sorted = (array("Q", ordered), array("I", (entries[k] for k in ordered)))
         self._recent = {}
 
     def merge(self) -> None:
@@ -138,7 +138,7 @@ class LedgerIndex:
                 if merged.get(key, -1) < sent_s:
                     merged[key] = sent_s
             ordered = sorted(merged)
-            self._sorted = (array("Q", ordered), array("L", (merged[k] for k in ordered)))
+            self._sorted = (array("Q", ordered), array("I", (merged[k] for k in ordered)))
             for key in recent:
                 if self._recent.get(key) == recent[key]:
                     del self._recent[key]
