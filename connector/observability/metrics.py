@@ -164,6 +164,25 @@ class Metrics:
             "registry, dead_letter, dead_letter_retry). Grows without bound only in a stall.",
             ("topic", "partition", "holder"),
         )
+        self.ledger_entries = gauge(
+            "ledger_entries",
+            "Events remembered in the sent-ledger index (sent by any member within the window).",
+        )
+        self.ledger_lookups = counter(
+            "ledger_lookups",
+            "Sent-ledger look-ups before a send, by result (hit: skipped as already_sent).",
+            ("result",),
+        )
+        self.ledger_writes = counter(
+            "ledger_writes",
+            "Sent-ledger records produced after a 2xx, by result (failed: retried; deliveries "
+            "are not committed until their ledger record lands).",
+            ("result",),
+        )
+        self.ledger_rebuild_seconds = gauge(
+            "ledger_rebuild_seconds",
+            "Time the last start-up took to read the sent-ledger to its end.",
+        )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
         self.build_info.labels(__version__).set(1)
 
@@ -178,4 +197,8 @@ class Metrics:
             self.dead_letter_scans.labels(result)
         for result in ("ok", "failed"):
             self.group_lag_reads.labels(result)
+        for result in ("hit", "miss"):
+            self.ledger_lookups.labels(result)
+        for result in ("ok", "failed"):
+            self.ledger_writes.labels(result)
         self.records.labels(Outcome.DELIVERED.value, "ok")
