@@ -19,7 +19,7 @@ from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
 from connector.errors import StartupError
-from connector.kafka.ledger import ensure_ledger_topic, ledger_topic_state
+from connector.kafka.ledger_topic import ensure_ledger_topic, ledger_topic_state
 from connector.kafka.security_errors import explain as explain_security_error
 from connector.settings import Settings
 

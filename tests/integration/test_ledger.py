@@ -14,7 +14,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 # NewPartitions: the documented import path, although the stubs declare it only in cimpl.
 from confluent_kafka.admin import AdminClient, NewPartitions  # type: ignore[attr-defined]
 
-from connector.kafka.ledger import ledger_topic_state
+from connector.kafka.ledger_topic import ledger_topic_state
 from connector.testing.inkit_simulator import InkitSimulator
 from tests.integration.harness import (
     ConnectorProcess,
