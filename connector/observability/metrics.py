@@ -33,6 +33,22 @@ E2E_BUCKETS_S = (
 RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error")
 COMMIT_RESULTS = ("success", "failure")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
+# Inkit's contact fields (and Segment's `name`, which fills two of them): the closed label set of
+# dropped_fields. A value is never a label.
+DROPPABLE_FIELDS = (
+    "first_name",
+    "last_name",
+    "name",
+    "email",
+    "company",
+    "phone",
+    "address_line_1",
+    "address_line_2",
+    "address_city",
+    "address_state",
+    "address_zip",
+    "address_country",
+)
 
 
 class Metrics:
@@ -128,6 +144,12 @@ class Metrics:
             "wrote after its last commit, by result (ok, failed: a copy may be written twice).",
             ("result",),
         )
+        self.dropped_fields = counter(
+            "dropped_fields",
+            "Optional contact traits dropped because their value was a boolean, a list or an "
+            "object (the letter is sent without them), by Inkit field.",
+            ("field",),
+        )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
         self.build_info.labels(__version__).set(1)
 
@@ -141,3 +163,5 @@ class Metrics:
         for result in ("ok", "failed"):
             self.dead_letter_scans.labels(result)
         self.records.labels(Outcome.DELIVERED.value, "ok")
+        for name in DROPPABLE_FIELDS:
+            self.dropped_fields.labels(name)
