@@ -106,11 +106,17 @@ def normalize_country(value: str) -> str | None:
     """The alpha-2 code for a country, or None when there is no deterministic one.
 
     Two letters are taken as alpha-2 (upper-cased; the list of assigned codes is Inkit's to
-    check). Alpha-3 codes and English names come from pycountry's ISO 3166-1 data.
+    check). Alpha-3 codes and English names come from pycountry's ISO 3166-1 data; a code
+    written with full stops (``U.S.A.``) is read without them.
     """
     if _TWO_LETTERS.fullmatch(value):
         return value.upper()
-    return _country_index().get(value.casefold())
+    found = _country_index().get(value.casefold())
+    if found is None and "." in value:  # "U.S." and "U.S.A." are the codes with stops
+        undotted = value.replace(".", "").replace(" ", "")
+        if undotted != value and "." not in undotted:
+            return normalize_country(undotted)
+    return found
 
 
 def normalize_us_state(value: str) -> str | None:
