@@ -16,8 +16,8 @@ import pytest
 
 from connector.errors import MappingError
 from connector.events.mapping import CONTACT_FIELDS, SEGMENT_ID_FIELDS, Mapper
-from connector.models import InkitRequest, SegmentMessage, Skip
-from connector.settings import Settings
+from connector.models import InkitMode, InkitRequest, SegmentMessage, Skip
+from connector.settings import DEFAULT_RENDER_URL, Settings
 
 KEY = "key_live_123"
 T = "tmpl_1"
@@ -303,3 +303,41 @@ def test_case(case: Case) -> None:
     assert isinstance(result, InkitRequest), result
     assert {k: v for k, v in result.body.items() if k in CONTACT_FIELDS} == case.expect
     assert result.body == expected_body(case)
+
+
+RENDER = replace(
+    BASE, inkit_mode=InkitMode.RENDER, inkit_api_url=DEFAULT_RENDER_URL, inkit_template_id=None
+)
+
+
+def test_render_mode_gets_the_same_fields_as_text() -> None:
+    traits = {
+        "template_id": T,
+        "firstName": "Natasha",
+        "name": "Nick Fury",
+        "company": {"name": "SHIELD", "plan": "gov", "id": 7},
+        "phone": ["x"],
+        "address": {"street": "1 Rocket Road", "postalCode": 902501234, "country": "USA"},
+        "segment_user_id": "from-trait",
+    }
+    event = SegmentMessage(type="identify", user_id="u-1", message_id="m-1", traits=traits)
+    result = Mapper(RENDER).map(event)
+    assert isinstance(result, InkitRequest)
+    assert result.body == {
+        "template_id": T,
+        "merge_parameters": {
+            "firstName": "Natasha",
+            "name": "Nick Fury",
+            "address": '{"street":"1 Rocket Road","postalCode":902501234,"country":"USA"}',
+            "segment_user_id": "from-trait",  # render adds no ids: a trait is just a trait
+            "company_plan": "gov",
+            "company_id": "7",
+            "first_name": "Natasha",
+            "last_name": "Fury",
+            "company": "SHIELD",
+            "address_line_1": "1 Rocket Road",
+            "address_zip": "90250-1234",
+            "address_country": "US",
+        },
+        "description": "Segment message m-1",
+    }
