@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from connector.errors import MappingError
-from connector.events.mapping import CONTACT_FIELDS, SEGMENT_ID_FIELDS, Mapper
+from connector.events.mapping import CONTACT_FIELDS, SEGMENT_ID_FIELDS, Mapper, merge_text
 from connector.models import InkitMode, InkitRequest, SegmentMessage, Skip
 from connector.settings import DEFAULT_RENDER_URL, Settings
 
@@ -339,5 +339,34 @@ def test_render_mode_gets_the_same_fields_as_text() -> None:
             "address_zip": "90250-1234",
             "address_country": "US",
         },
+        "description": "Segment message m-1",
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_case_in_render_mode(case: Case) -> None:
+    """The same row in render mode: the same outcome, every merge parameter as text."""
+    render_case = replace(
+        case,
+        settings=replace(
+            case.settings, inkit_mode=InkitMode.RENDER, inkit_api_url=DEFAULT_RENDER_URL
+        ),
+    )
+    result = run(render_case)
+    if isinstance(case.expect, str):
+        assert isinstance(result, Skip | MappingError), result
+        assert result.reason == case.expect
+        return
+    assert isinstance(result, InkitRequest), result
+    webhook = expected_body(case)
+    custom = {
+        k: v
+        for k, v in webhook.items()
+        if k not in {"api_token", "template_id", *SEGMENT_ID_FIELDS}
+    }
+    custom |= {k: v for k, v in full_traits(case).items() if k in SEGMENT_ID_FIELDS}
+    assert result.body == {
+        "template_id": webhook["template_id"],
+        "merge_parameters": {k: merge_text(v) for k, v in custom.items()},
         "description": "Segment message m-1",
     }

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from prometheus_client import CollectorRegistry
 
-from connector.errors import MappingError
+from connector.errors import ConfigError, MappingError
 from connector.events.address import US_STATE_CODES
 from connector.events.mapping import Mapper, MappingReason
 from connector.models import InkitMode, InkitRequest, SegmentMessage, Skip
@@ -190,3 +190,12 @@ def test_a_dropped_field_is_counted_by_inkit_field_and_logged_without_its_value(
 def test_the_default_template_does_not_print_an_empty_identify() -> None:
     event = SegmentMessage(type="identify", user_id="u", traits={})
     assert Mapper(replace(WEBHOOK, inkit_template_id="t")).map(event) == Skip("no_traits")
+
+
+def test_sending_audience_exits_is_a_validated_setting() -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "KAFKA_TOPIC": "t", "INKIT_API_KEY": "k"}
+    env["KAFKA_VALUE_FORMAT"] = "json"
+    assert Settings.from_env(env).send_audience_exits is False
+    assert Settings.from_env({**env, "INKIT_SEND_AUDIENCE_EXITS": "true"}).send_audience_exits
+    with pytest.raises(ConfigError, match="INKIT_SEND_AUDIENCE_EXITS"):
+        Settings.from_env({**env, "INKIT_SEND_AUDIENCE_EXITS": "maybe"})
