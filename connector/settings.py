@@ -91,8 +91,8 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "INKIT_REQUIRE_FULL_ADDRESS",
         "false",
-        "Physical mail: dead-letter events without name, address line 1, city, state, ZIP and "
-        "country.",
+        "Physical mail: dead-letter events without name, address line 1, city and country "
+        "(and state and ZIP for US addresses).",
     ),
     SettingDoc(
         "INKIT_SEND_AUDIENCE_EXITS",

@@ -147,7 +147,7 @@ class Metrics:
         self.dropped_fields = counter(
             "dropped_fields",
             "Optional contact traits dropped because their value was a boolean, a list or an "
-            "object (the letter is sent without them), by Inkit field.",
+            "object (the letter is sent without them), by field (Inkit's name, or `name`).",
             ("field",),
         )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
