@@ -15,7 +15,7 @@ from typing import Any
 
 import pycountry
 
-from connector.events.traits import Dropped, exact_text, lookup, read_text
+from connector.events.traits import Dropped, Keyed, exact_text, lookup, read_text
 
 MAX_ADDRESS_LINE_1 = 64
 
@@ -71,9 +71,10 @@ def address_block(traits: Mapping[str, Any], dropped: Dropped) -> dict[str, str]
     if found is None or not isinstance(found[1], dict):
         return {}
     reserved: dict[str, str] = {}
+    parts = Keyed(found[1])
     for name, keys in _RESERVED_PARTS:
         for key in keys:
-            value = read_text(found[1], key, name, f"{found[0]}.", dropped)
+            value = read_text(parts, key, name, f"{found[0]}.", dropped)
             if value is not None:
                 reserved[name] = value
                 break

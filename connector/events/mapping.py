@@ -211,6 +211,8 @@ def inkit_enabled(integrations: Mapping[str, Any]) -> bool:
     A legacy ``providers.Inkit`` is read next. Then a present ``Inkit`` key decides: a boolean
     is the answer, any other value (an options object, a string, null) enables.
     """
+    if not integrations:
+        return True
     found = facade.lookup(integrations, "all")
     enabled = found[1] if found is not None and isinstance(found[1], bool) else True
     providers = integrations.get("providers")
@@ -240,6 +242,7 @@ def contact_fields(
     Names, email, phone and company follow the facade (connector/events/traits.py); the address
     comes from one source, all or nothing (connector/events/address.py).
     """
+    traits = facade.Keyed(traits)  # one obj-case index for every name looked up below
     fields = facade.names(traits, dropped)
     company, company_fields = facade.company(traits, dropped)
     for name, value in (

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 # obj-case's defaultNormalize: drop everything but [A-Za-z0-9.] and lower-case, so `firstName`,
@@ -37,23 +38,70 @@ class Dropped:
         self.fields.append((inkit_field, trait_path))
 
 
+@lru_cache(maxsize=4096)  # trait names repeat from event to event; the regex is the cost
 def normalize_key(key: str) -> str:
     """obj-case's key normalisation (``A_b.C d`` -> ``ab.cd``)."""
     return _NOT_KEY_CHARS.sub("", key).lower()
 
 
-def lookup(source: Mapping[str, Any], name: str) -> tuple[str, Any] | None:
-    """The first key of ``source`` that obj-case matches to ``name``, with its value.
+class Keyed(Mapping[str, Any]):
+    """A read-only view of one traits object with obj-case lookup by ``find``.
 
-    Null and blank values count as absent and the search goes on (obj-case stops at the first
-    match, null or not; the connector has always treated empty as absent).
+    The index (normalised name -> first key with a value, in the object's order) is built once,
+    on the first ``find``: one pass over the keys instead of one per looked-up name.
     """
-    wanted = normalize_key(name)
-    for key, value in source.items():
-        if _blank(value) or normalize_key(key) != wanted:
-            continue
-        return key, value
-    return None
+
+    __slots__ = ("_index", "_source")
+
+    def __init__(self, source: Mapping[str, Any]) -> None:
+        self._source = source
+        self._index: dict[str, str] | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._source[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._source
+
+    def get(self, key: str, default: Any = None) -> Any:
+        # Mapping.get would raise and catch a KeyError for every absent key: slow on this path.
+        return self._source.get(key, default)
+
+    def find(self, name: str) -> tuple[str, Any] | None:
+        """The first key obj-case matches to ``name``, with its value; None when absent.
+
+        Null and blank values count as absent and the search goes on (obj-case stops at the
+        first match, null or not; the connector has always treated empty as absent).
+        """
+        if self._index is None:
+            # reversed: the first key of each normalised name is the one that stays
+            self._index = {normalize_key(key): key for key in reversed(list(self._source))}
+        wanted = normalize_key(name)
+        found = self._index.get(wanted)
+        if found is None:
+            return None
+        if _blank(self._source[found]):  # rare: a later spelling may hold the value
+            return next(
+                (
+                    (k, v)
+                    for k, v in self._source.items()
+                    if not _blank(v) and normalize_key(k) == wanted
+                ),
+                None,
+            )
+        return found, self._source[found]
+
+
+def lookup(source: Mapping[str, Any], name: str) -> tuple[str, Any] | None:
+    """``Keyed.find`` on any mapping (wrap a mapping in ``Keyed`` once to look up many names)."""
+    keyed = source if isinstance(source, Keyed) else Keyed(source)
+    return keyed.find(name)
 
 
 def _blank(value: Any) -> bool:
@@ -164,7 +212,8 @@ def company(traits: Mapping[str, Any], dropped: Dropped) -> tuple[str | None, di
     value = traits.get("company")
     if not isinstance(value, dict):
         return exact_text(traits, "company", "company", "", dropped), {}
-    name = read_text(value, "name", "company", "company.", dropped)
-    name_key = (lookup(value, "name") or ("", None))[0]
+    keyed = Keyed(value)
+    name = read_text(keyed, "name", "company", "company.", dropped)
+    name_key = (keyed.find("name") or ("", None))[0]
     extra = {f"company_{key}": item for key, item in value.items() if key != name_key}
     return name, extra
