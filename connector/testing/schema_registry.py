@@ -10,9 +10,12 @@ import json
 import logging
 import signal
 import socket
+import ssl
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -60,13 +63,15 @@ def _schema_key(schema: dict[str, Any]) -> str:
     return f"{schema_type}|{refs}|{text}"
 
 
-def _check_schema(schema: Any) -> dict[str, Any]:
+def _check_schema(schema: Any, named: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stored form of a registration body; ``named`` holds the Avro schemas its
+    ``references`` name (``SchemaRegistry._referenced``), already parsed."""
     if not isinstance(schema, dict) or not isinstance(schema.get("schema"), str):
         raise RegistryError(422, INVALID_SCHEMA, "body must hold a 'schema' string")
     clean = {k: schema[k] for k in ("schema", "schemaType", "references") if schema.get(k)}
     if clean.get("schemaType", "AVRO") == "AVRO":
         try:
-            fastavro.parse_schema(json.loads(clean["schema"]))
+            fastavro.parse_schema(json.loads(clean["schema"]), named_schemas=dict(named or {}))
         except (SchemaParseException, ValueError, TypeError, KeyError, AttributeError) as exc:
             # fastavro reports malformed input through several unrelated types.
             raise RegistryError(422, INVALID_SCHEMA, f"invalid Avro schema: {exc}") from exc
@@ -82,10 +87,20 @@ class SchemaRegistry:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, basic_auth: str | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        basic_auth: str | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self._host = host
         self._port = port
+        # (certificate, key) PEM files: serve https instead of http.
+        self._tls: ssl.SSLContext | None = None
+        if tls is not None:
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls.load_cert_chain(*tls)
         self._auth = (
             None
             if basic_auth is None
@@ -99,12 +114,13 @@ class SchemaRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        scheme = "http" if self._tls is None else "https"
+        return f"{scheme}://{self._host}:{self._port}"
 
     def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("schema registry already started")
-        self._server = _Server((self._host, self._port), self)
+        self._server = _Server((self._host, self._port), self, self._tls)
         self._port = self._server.server_address[1]
         # A short poll interval: shutdown() waits for one, and tests stop a registry each.
         self._thread = threading.Thread(
@@ -131,10 +147,46 @@ class SchemaRegistry:
     def set_unavailable(self, unavailable: bool) -> None:
         self._unavailable = unavailable
 
-    def register(self, subject: str, schema_str: str, schema_type: str = "AVRO") -> int:
-        """Register directly (no HTTP); same schema → same id. Returns the schema id."""
-        schema = _check_schema({"schema": schema_str, "schemaType": schema_type})
-        return int(self._register(subject, schema)["id"])
+    def register(
+        self,
+        subject: str,
+        schema_str: str,
+        schema_type: str = "AVRO",
+        references: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Register directly (no HTTP); same schema → same id. Returns the schema id.
+
+        ``references`` as Confluent spells them: ``[{"name", "subject", "version"}]``, each a
+        version already registered here."""
+        body = {"schema": schema_str, "schemaType": schema_type, "references": references}
+        return int(self._register(subject, self._checked(body))["id"])
+
+    def _checked(self, body: Any) -> dict[str, Any]:
+        """``_check_schema`` with the schemas that ``body``'s references name."""
+        with self._lock:
+            named = self._referenced(body.get("references") if isinstance(body, dict) else None)
+        return _check_schema(body, named)
+
+    def _referenced(self, references: Any, named: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Parse every referenced Avro schema (depth first) into one named-schemas dict, as
+        Confluent's registry does to validate a schema with references. Lock held."""
+        named = {} if named is None else named
+        if references is None:
+            return named
+        if not isinstance(references, list):
+            raise RegistryError(422, INVALID_SCHEMA, "references must be a list")
+        for ref in references:
+            subject = ref.get("subject") if isinstance(ref, dict) else None
+            version = ref.get("version") if isinstance(ref, dict) else None
+            versions = self._state.subjects.get(subject) if isinstance(subject, str) else None
+            if not versions or not isinstance(version, int) or not 1 <= version <= len(versions):
+                raise RegistryError(422, INVALID_SCHEMA, f"Invalid schema reference {ref}")
+            target = self._state.schemas[versions[version - 1]]
+            self._referenced(target.get("references"), named)
+            if target.get("schemaType", "AVRO") == "AVRO":
+                with contextlib.suppress(SchemaParseException, ValueError):
+                    fastavro.parse_schema(json.loads(target["schema"]), named_schemas=named)
+        return named
 
     # --- request handling, called from handler threads ---------------------------------------
 
@@ -183,7 +235,7 @@ class SchemaRegistry:
             and parts[0] == "subjects"
             and parts[2] == "versions"
         ):
-            view = self._register(parts[1], _check_schema(body))
+            view = self._register(parts[1], self._checked(body))
             with self._lock:
                 return {**view, **self._state.schemas[view["id"]]}
         with self._lock:
@@ -209,7 +261,16 @@ class SchemaRegistry:
                 return [{"subject": s, "version": n} for s, n in uses]
             case ("POST", "subjects", subject):
                 versions = self._versions(subject)
-                found = st.ids_by_key.get(_schema_key(_check_schema(body)))
+                found = st.ids_by_key.get(
+                    _schema_key(
+                        _check_schema(
+                            body,
+                            self._referenced(
+                                body.get("references") if isinstance(body, dict) else None
+                            ),
+                        )
+                    )
+                )
                 if found is None or found not in versions:
                     raise RegistryError(404, SCHEMA_NOT_FOUND, "Schema not found")
                 view = self._version_view(subject, versions.index(found) + 1)
@@ -253,14 +314,21 @@ def _int(text: str, error_code: int) -> int:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], registry: SchemaRegistry) -> None:
+    def __init__(
+        self, address: tuple[str, int], registry: SchemaRegistry, tls: ssl.SSLContext | None
+    ) -> None:
         self.registry = registry
+        self._tls = tls
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
+        if self._tls is not None:
+            # The handshake runs on the handler thread's first read, not in the accept loop, so
+            # a client that never finishes it cannot block other connections.
+            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         with self._open_lock:
             self._open.add(sock)
         return sock, addr
@@ -269,6 +337,13 @@ class _Server(ThreadingHTTPServer):
         with self._open_lock:
             self._open.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that refuses our certificate (the untrusted-CA tests) is not a server fault.
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            logger.debug("TLS connection from %s failed: %s", client_address, sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self._open_lock:
