@@ -255,4 +255,4 @@ def _give_up(budget_s: float) -> None:
         budget_s,
     )
     logging.shutdown()
-    os._exit(0)
+    os._exit(1)  # not a clean stop: say so to Kubernetes and to whoever reads the exit code

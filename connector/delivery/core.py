@@ -64,6 +64,7 @@ class ProcessorCore:
     _generation: int
     _last_lag: float
     _stopping: bool
+    _in_drain: bool
     _fatal: ConsumerError | None
     _backoff: Backoff
     heartbeat: float
@@ -71,7 +72,7 @@ class ProcessorCore:
     def fail(self, error: ConsumerError) -> None:
         raise NotImplementedError
 
-    def _dispatch(self, *, gated: bool = True) -> None:
+    def _dispatch(self, *, gated: bool = True, only: set[TPKey] | None = None) -> None:
         raise NotImplementedError
 
     def _handle_results(self, results: Iterable[Result]) -> None:

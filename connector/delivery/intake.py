@@ -89,7 +89,15 @@ class Intake(ProcessorCore):
                 record.topic(), record.partition(), record.offset(), Outcome.SKIPPED, request.reason
             )
             return
-        user = record.key() or event.user_id or event.anonymous_id or ""
+        # One user, one order key, whether the producer keyed the record (bytes) or not (the
+        # event's userId, a str): b"u1" and "u1" must not become two queues that can reorder.
+        raw_key = record.key()
+        user = (
+            (raw_key.decode("utf-8", "backslashreplace") if raw_key else None)
+            or event.user_id
+            or event.anonymous_id
+            or ""
+        )
         ts_type, ts_ms = record.timestamp()
         job = Job(
             ref=RecordRef(record.topic(), record.partition(), record.offset()),

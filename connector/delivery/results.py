@@ -14,6 +14,7 @@ from connector.models import Outcome
 logger = logging.getLogger(__name__)
 
 DLQ_RETRY_S = 1.0
+DLQ_FENCE_RETRY_S = 0.05
 
 
 class Results(ProcessorCore):
@@ -59,6 +60,17 @@ class Results(ProcessorCore):
         if state is None:
             return
         gen = state.generation if generation is None else generation
+        fence = not state.has_commit and self._committer.enabled and not self._in_drain
+        if self._dlq is not None and fence:
+            # A partition no commit was ever made for: a next owner would have no "since" to
+            # look for this copy from, and would write it again after a crash or a loss (found
+            # by the simulation, test_simulation.py). Commit first (a commit carries since),
+            # then write the copy. Not in a drain: commit results are not served there, and a
+            # drain must end (the copy is then at least once, as before).
+            self._committer.due_now()
+            self._dlq_retry.append((self._clock() + DLQ_FENCE_RETRY_S, record, error, gen))
+            return
+
         logger.error(
             "dead-lettering %s[%s]@%s: %s (%s)",
             record.topic(),

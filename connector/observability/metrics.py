@@ -30,7 +30,7 @@ E2E_BUCKETS_S = (
     14400.0,
 )
 
-RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error")
+RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error", "http_error")
 COMMIT_RESULTS = ("success", "failure")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
 # Inkit's contact fields (and Segment's `name`, which fills two of them): the closed label set of
@@ -48,6 +48,18 @@ DROPPABLE_FIELDS = (
     "address_state",
     "address_zip",
     "address_country",
+)
+# What holds a partition's oldest unfinished record (the holder label: a closed set).
+HOLDERS = (
+    "none",
+    "in_flight",
+    "retrying",
+    "auth",
+    "backpressure",
+    "handoff",
+    "registry",
+    "dead_letter",
+    "dead_letter_retry",
 )
 
 
@@ -87,7 +99,7 @@ class Metrics:
         self.retries = counter(
             "retries",
             "Requests scheduled for a retry, by reason (timeout, connection_error, rate_limited, "
-            "server_error).",
+            "server_error, http_error).",
             ("reason",),
         )
         self.rate_limited = counter(
@@ -166,6 +178,13 @@ class Metrics:
             "Optional contact traits dropped because their value was a boolean, a list or an "
             "object (the letter is sent without them), by field (Inkit's name, or `name`).",
             ("field",),
+        )
+        self.oldest_unfinished_age = gauge(
+            "oldest_unfinished_age_seconds",
+            "Per partition, how long ago its oldest unfinished record was read (0: none), and "
+            "what holds it (holder: none, in_flight, retrying, auth, backpressure, handoff, "
+            "registry, dead_letter, dead_letter_retry). Grows without bound only in a stall.",
+            ("topic", "partition", "holder"),
         )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
         self.build_info.labels(__version__).set(1)
