@@ -100,8 +100,13 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "INKIT_REQUIRE_FULL_ADDRESS",
         "false",
-        "Physical mail: dead-letter events without name, address line 1, city, state, ZIP and "
-        "country.",
+        "Physical mail: dead-letter events without name, address line 1, city and country "
+        "(and state and ZIP for US addresses).",
+    ),
+    SettingDoc(
+        "INKIT_SEND_AUDIENCE_EXITS",
+        "false",
+        "Send Engage audience exits (else skipped: `audience_exit`).",
     ),
     SettingDoc("INKIT_MAX_IN_FLIGHT", "64", "Most requests in flight at once, across partitions."),
     SettingDoc("INKIT_RATE_LIMIT", "", "Most requests per second (token bucket); unset: no limit."),
@@ -188,6 +193,7 @@ class Settings:
     inkit_template_id: str | None = None
     inkit_destinations: Mapping[str, Any] | None = None
     require_full_address: bool = False
+    send_audience_exits: bool = False
     max_in_flight: int = 64
     rate_limit: float | None = None
     timeout_s: float = 10.0
@@ -267,6 +273,7 @@ class Settings:
             inkit_template_id=r.text("INKIT_TEMPLATE_ID"),
             inkit_destinations=destinations,
             require_full_address=r.flag("INKIT_REQUIRE_FULL_ADDRESS", False),
+            send_audience_exits=r.flag("INKIT_SEND_AUDIENCE_EXITS", False),
             max_in_flight=max_in_flight,
             rate_limit=r.optional_number("INKIT_RATE_LIMIT", low=0.01, high=1_000_000),
             timeout_s=timeout_s,
@@ -319,6 +326,7 @@ class Settings:
             "INKIT_TEMPLATE_ID": self.inkit_template_id,
             "INKIT_DESTINATIONS": self.inkit_destinations,
             "INKIT_REQUIRE_FULL_ADDRESS": self.require_full_address,
+            "INKIT_SEND_AUDIENCE_EXITS": self.send_audience_exits,
             "INKIT_MAX_IN_FLIGHT": self.max_in_flight,
             "INKIT_RATE_LIMIT": self.rate_limit,
             "INKIT_TIMEOUT_SECONDS": self.timeout_s,
