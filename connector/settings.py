@@ -100,8 +100,13 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "INKIT_REQUIRE_FULL_ADDRESS",
         "false",
-        "Physical mail: dead-letter events without name, address line 1, city, state, ZIP and "
-        "country.",
+        "Physical mail: dead-letter events without name, address line 1, city and country "
+        "(and state and ZIP for US addresses).",
+    ),
+    SettingDoc(
+        "INKIT_SEND_AUDIENCE_EXITS",
+        "false",
+        "Send Engage audience exits (else skipped: `audience_exit`).",
     ),
     SettingDoc("INKIT_MAX_IN_FLIGHT", "64", "Most requests in flight at once, across partitions."),
     SettingDoc("INKIT_RATE_LIMIT", "", "Most requests per second (token bucket); unset: no limit."),
@@ -141,6 +146,27 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "at it, nothing new is sent until a commit lands. Bounds what a crash can send twice, "
         "also while Kafka cannot take commits.",
     ),
+    SettingDoc(
+        "LEDGER_ENABLED",
+        "true",
+        "Remember every event Inkit accepted in a compacted Kafka topic and never send it again "
+        "within `DEDUPE_WINDOW_HOURS` (replays, group resets, duplicates, crashes).",
+    ),
+    SettingDoc(
+        "KAFKA_LEDGER_TOPIC",
+        "`<KAFKA_TOPIC>.sent`",
+        "The sent-ledger topic (`cleanup.policy=compact`); `run` creates it when missing.",
+    ),
+    SettingDoc(
+        "DEDUPE_WINDOW_HOURS",
+        "720",
+        "How long a sent event is remembered (30 days; Segment's own dedupe window was 24 h).",
+    ),
+    SettingDoc(
+        "MAX_EVENT_AGE_HOURS",
+        "",
+        "Skip (reason `too_old`) events whose Kafka timestamp is older; unset: no limit.",
+    ),
     SettingDoc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     SettingDoc("LOG_FORMAT", "text", "`text` or `json` (one JSON object per line)."),
     SettingDoc(
@@ -179,6 +205,7 @@ class Settings:
     inkit_template_id: str | None = None
     inkit_destinations: Mapping[str, Any] | None = None
     require_full_address: bool = False
+    send_audience_exits: bool = False
     max_in_flight: int = 64
     rate_limit: float | None = None
     timeout_s: float = 10.0
@@ -190,6 +217,10 @@ class Settings:
     commit_interval_s: float = 1.0
     max_buffered_records: int = 1000
     max_uncommitted_records: int = 256
+    ledger_enabled: bool = True
+    ledger_topic: str = ""
+    dedupe_window_s: float = 720 * 3600.0
+    max_event_age_s: float | None = None
     log_level: str = "INFO"
     log_format: str = "text"
     breaker_min_failures: int = 20
@@ -257,6 +288,7 @@ class Settings:
             inkit_template_id=r.text("INKIT_TEMPLATE_ID"),
             inkit_destinations=destinations,
             require_full_address=r.flag("INKIT_REQUIRE_FULL_ADDRESS", False),
+            send_audience_exits=r.flag("INKIT_SEND_AUDIENCE_EXITS", False),
             max_in_flight=max_in_flight,
             rate_limit=r.optional_number("INKIT_RATE_LIMIT", low=0.01, high=1_000_000),
             timeout_s=timeout_s,
@@ -272,6 +304,10 @@ class Settings:
             max_uncommitted_records=r.integer(
                 "MAX_UNCOMMITTED_RECORDS", 4 * max_in_flight, low=1, high=10_000_000
             ),
+            ledger_enabled=r.flag("LEDGER_ENABLED", True),
+            ledger_topic=r.text("KAFKA_LEDGER_TOPIC") or (f"{topic}.sent" if topic else ""),
+            dedupe_window_s=3600 * r.number("DEDUPE_WINDOW_HOURS", 720.0, low=0.0, high=87_600),
+            max_event_age_s=_hours(r.optional_number("MAX_EVENT_AGE_HOURS", low=0.0, high=87_600)),
             log_level=r.choice(
                 "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
             ),
@@ -282,6 +318,9 @@ class Settings:
         )
         if settings.dlq_topic and settings.dlq_topic == settings.topic:
             raise ConfigError("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC")
+        ledger = settings.ledger_topic
+        if settings.ledger_enabled and ledger and ledger in (settings.topic, settings.dlq_topic):
+            raise ConfigError("KAFKA_LEDGER_TOPIC must differ from KAFKA_TOPIC and KAFKA_DLQ_TOPIC")
         return settings
 
     def redacted(self) -> dict[str, Any]:
@@ -305,6 +344,7 @@ class Settings:
             "INKIT_TEMPLATE_ID": self.inkit_template_id,
             "INKIT_DESTINATIONS": self.inkit_destinations,
             "INKIT_REQUIRE_FULL_ADDRESS": self.require_full_address,
+            "INKIT_SEND_AUDIENCE_EXITS": self.send_audience_exits,
             "INKIT_MAX_IN_FLIGHT": self.max_in_flight,
             "INKIT_RATE_LIMIT": self.rate_limit,
             "INKIT_TIMEOUT_SECONDS": self.timeout_s,
@@ -316,6 +356,10 @@ class Settings:
             "COMMIT_INTERVAL_SECONDS": self.commit_interval_s,
             "MAX_BUFFERED_RECORDS": self.max_buffered_records,
             "MAX_UNCOMMITTED_RECORDS": self.max_uncommitted_records,
+            "LEDGER_ENABLED": self.ledger_enabled,
+            "KAFKA_LEDGER_TOPIC": self.ledger_topic,
+            "DEDUPE_WINDOW_HOURS": self.dedupe_window_s / 3600,
+            "MAX_EVENT_AGE_HOURS": _hours_back(self.max_event_age_s),
             "LOG_LEVEL": self.log_level,
             "LOG_FORMAT": self.log_format,
             "BREAKER_MIN_FAILURES": self.breaker_min_failures,
@@ -328,6 +372,14 @@ class Settings:
         conf = {"bootstrap.servers": self.bootstrap_servers}
         conf.update(self.kafka_extra)
         return conf
+
+
+def _hours(hours: float | None) -> float | None:
+    return None if hours is None else hours * 3600.0
+
+
+def _hours_back(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds / 3600.0
 
 
 def _mask(value: str | None) -> str | None:

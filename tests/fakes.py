@@ -214,7 +214,10 @@ class FakeProducer:
         self.max_message_bytes = max_message_bytes
         self.raise_next = 0  # produce() raises a local error (queue full) this many times
 
-    def produce(self, topic: str, key: Any, value: Any, headers: Any, on_delivery: Any) -> None:
+    def produce(
+        self, topic: str, key: Any, value: Any, on_delivery: Any, headers: Any = None
+    ) -> None:
+        headers = headers or []
         size = len(value or b"") + len(key or b"") + sum(len(k) + len(v) for k, v in headers)
         if size > self.max_message_bytes:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
@@ -253,7 +256,10 @@ class JsonDecoder:
             raise DecodeError("empty", reason="empty_value")
         data = json.loads(value)
         return SegmentMessage(
-            type=data["type"], user_id=data.get("userId"), traits=data.get("traits", {})
+            type=data["type"],
+            user_id=data.get("userId"),
+            message_id=data.get("messageId"),
+            traits=data.get("traits", {}),
         )
 
 

@@ -17,7 +17,13 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from connector import __version__
-from connector.cli.check import check_ca_bundle, check_registry, group_protocol, kafka_topics
+from connector.cli.check import (
+    check_ca_bundle,
+    check_registry,
+    group_protocol,
+    kafka_topics,
+    prepare_ledger,
+)
 from connector.delivery.breaker import BreakerAction, CircuitBreaker
 from connector.delivery.handoff import admin_committed_reader, admin_group_members
 from connector.delivery.processor import Processor
@@ -36,6 +42,7 @@ from connector.kafka.consumer import (
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
 from connector.kafka.group_lag import GroupLagMonitor
+from connector.kafka.ledger import SentLedger
 from connector.models import InkitRequest
 from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
@@ -135,6 +142,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
             f"({exc.strerror}): set METRICS_PORT to a free port"
         ) from exc
 
+    use_ledger = settings.ledger_enabled and not dry_run
+    ledger_note = prepare_ledger(settings, partitions[settings.topic]) if use_ledger else ""
     # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
     logger.info(
         "inkit-connector %s starting (dry run: %s); configuration: %s",
@@ -147,7 +156,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     protocol, why = group_protocol(settings)
     logger.info("consumer group protocol: %s (%s)", protocol, why)
     decoder = build_decoder(settings)
-    mapper = Mapper(settings)
+    mapper = Mapper(settings, metrics)
 
     def on_kafka_error(err: Any) -> None:
         if err.fatal() and processor_ref:
@@ -175,6 +184,25 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         settings.dlq_topic,
         settings.group_id,
     )
+    ledger = None
+    if use_ledger and producer is not None:
+        logger.info("sent-ledger: %s", ledger_note)
+        ledger = SentLedger(
+            producer=producer,
+            consumer_factory=lambda: Consumer(scanner_config(settings, on_side_client_error)),
+            topic=settings.ledger_topic,
+            window_s=settings.dedupe_window_s,
+            metrics=metrics,
+            group_id=settings.group_id,
+        )
+        seconds = ledger.load()
+        logger.info(
+            "sent-ledger %s read in %.2fs: %d events sent within the last %.0f h are skipped",
+            settings.ledger_topic,
+            seconds,
+            ledger.size,
+            settings.dedupe_window_s / 3600,
+        )
     http_clients: list[httpx.AsyncClient] = []
 
     def client_factory() -> Any:
@@ -213,6 +241,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         committed_reader=admin_committed_reader(admin, settings.group_id),
         breaker=build_breaker(settings, dry_run=dry_run),
         group_members=admin_group_members(admin, settings.group_id),
+        ledger=ledger,
+        max_event_age_s=settings.max_event_age_s,
     )
     processor_ref.append(processor)
     signals: list[int] = []
@@ -268,6 +298,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
             producer.flush(10)
         scanner.close()
         group_lag.stop()
+        if ledger is not None:
+            ledger.close()
         sender.stop()
         health.stop()
         logger.info("inkit-connector stopped")

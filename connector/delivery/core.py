@@ -23,6 +23,7 @@ from connector.inkit.retry import Backoff
 from connector.inkit.sender import Job, Result, Sender
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
+from connector.kafka.ledger import SentLedger
 from connector.models import InkitRequest, Outcome, SegmentMessage, Skip
 from connector.observability.metrics import Metrics
 
@@ -70,6 +71,8 @@ class ProcessorCore:
     _fatal: ConsumerError | None
     _backoff: Backoff
     _breaker: CircuitBreaker
+    _ledger: SentLedger | None
+    _max_event_age_s: float | None
     heartbeat: float
 
     def fail(self, error: ConsumerError) -> None:

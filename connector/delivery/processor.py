@@ -37,6 +37,7 @@ from connector.inkit.retry import Backoff
 from connector.inkit.sender import Job, Sender
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
+from connector.kafka.ledger import SentLedger
 from connector.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
         committed_reader: CommittedReader | None = None,
         breaker: CircuitBreaker | None = None,
         group_members: GroupMembers | None = None,
+        ledger: SentLedger | None = None,
+        max_event_age_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -91,6 +94,8 @@ class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
         self._commit_interval_s = commit_interval_s
         self._commit_enabled = commit
         self._scanner = scanner
+        self._ledger = ledger
+        self._max_event_age_s = max_event_age_s
         self._clock = clock
         self._wall_clock = wall_clock
         self._tracker = OffsetTracker()
@@ -241,6 +246,8 @@ class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
             self._ingest(record)
         if self._dlq is not None:
             self._dlq.poll(0)
+        if self._ledger is not None:
+            self._ledger.tick()
         self._dispatch()
         self._committer.commit(early=self._committer.early_due(self._in_flight))
         self._refresh_lag()
@@ -294,6 +301,8 @@ class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
             jobs = self._scheduler.take(room)
         else:
             jobs = self._scheduler.take(room, lambda j: (j.ref.topic, j.ref.partition) in only)
+        if self._ledger is not None:
+            jobs = self._drop_already_sent(jobs)
         for job in jobs:
             self._partitions[(job.ref.topic, job.ref.partition)].flying.add(job)
         self._in_flight += len(jobs)

@@ -194,6 +194,8 @@ class Rebalancing(ProcessorCore):
             self._dispatch(gated=False, only=wanted)
             if self._dlq is not None:
                 self._dlq.poll(0)
+            if self._ledger is not None:
+                self._ledger.tick()
             self._sender.wakeup.wait(0.02)
 
     def _forget(self, keys: list[TPKey]) -> None:
@@ -233,6 +235,8 @@ class Rebalancing(ProcessorCore):
         self._dlq_retry = deque(
             item for item in self._dlq_retry if (item[1].topic(), item[1].partition()) not in gone
         )
+        if self._ledger is not None:
+            self._ledger.forget(lambda ref: (ref.topic, ref.partition) not in gone)
         self._metrics.assigned_partitions.set(len(self._partitions))
 
 

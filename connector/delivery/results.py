@@ -8,7 +8,7 @@ from typing import Any
 
 from connector.delivery.core import ProcessorCore
 from connector.errors import RecordError
-from connector.inkit.sender import Result, ResultKind
+from connector.inkit.sender import Job, Result, ResultKind
 from connector.models import Outcome
 
 logger = logging.getLogger(__name__)
@@ -31,9 +31,7 @@ class Results(ProcessorCore):
             state.flying.discard(job)
             self._scheduler.done(job)
             if result.kind is ResultKind.DELIVERED:
-                self._finish(
-                    job.ref.topic, job.ref.partition, job.ref.offset, Outcome.DELIVERED, "ok"
-                )
+                self._delivered(job)
                 self._metrics.last_delivery.set(result.finished_at)
                 self._breaker_delivered(job.record)
                 if job.timestamp_s is not None:
@@ -42,6 +40,41 @@ class Results(ProcessorCore):
             elif result.kind is ResultKind.FAILED and result.error is not None:
                 self._dead_letter(job.record, result.error)
             # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
+
+    def _delivered(self, job: Job) -> None:
+        """A 2xx finishes the record, or with the sent-ledger, its ledger record's ack does: an
+        offset is never committed past a delivery the ledger does not remember yet."""
+        ref = job.ref
+        if self._ledger is None or job.identity is None:
+            self._finish(ref.topic, ref.partition, ref.offset, Outcome.DELIVERED, "ok")
+            return
+        generation = job.generation
+
+        def recorded() -> None:
+            state = self._partitions.get((ref.topic, ref.partition))
+            if state is not None and state.generation == generation:
+                self._finish(ref.topic, ref.partition, ref.offset, Outcome.DELIVERED, "ok")
+
+        self._ledger.record(job.identity, ref, recorded)
+
+    def _drop_already_sent(self, jobs: list[Job]) -> list[Job]:
+        """Jobs about to be sent whose event the sent-ledger remembers are skipped instead.
+        Looked up at dispatch, not at intake: one user's events go one at a time, so a second
+        copy of an event is looked up only after the first one's ledger record was written."""
+        ledger = self._ledger
+        keep = []
+        for job in jobs:
+            if (
+                ledger is not None
+                and job.identity is not None
+                and ledger.already_sent(job.identity)
+            ):
+                self._scheduler.done(job)
+                ref = job.ref
+                self._finish(ref.topic, ref.partition, ref.offset, Outcome.SKIPPED, "already_sent")
+            else:
+                keep.append(job)
+        return keep
 
     def _finish(
         self, topic: str, partition: int, offset: int, outcome: Outcome, reason: str

@@ -44,6 +44,7 @@ class Job:
     record: Any  # the confluent_kafka.Message, kept for the dead-letter copy
     timestamp_s: float | None
     generation: int
+    identity: str | None = None  # for the sent-ledger (kafka/ledger.py); None: not kept
     cancelled: bool = False
     attempts: int = 0  # requests sent so far (set on the sender's loop; read for the gauge)
     task: asyncio.Task[None] | None = field(default=None, repr=False)

@@ -33,6 +33,22 @@ E2E_BUCKETS_S = (
 RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error", "http_error")
 COMMIT_RESULTS = ("success", "failure")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
+# Inkit's contact fields (and Segment's `name`, which fills two of them): the closed label set of
+# dropped_fields. A value is never a label.
+DROPPABLE_FIELDS = (
+    "first_name",
+    "last_name",
+    "name",
+    "email",
+    "company",
+    "phone",
+    "address_line_1",
+    "address_line_2",
+    "address_city",
+    "address_state",
+    "address_zip",
+    "address_country",
+)
 # What holds a partition's oldest unfinished record (the holder label: a closed set).
 HOLDERS = (
     "none",
@@ -165,12 +181,37 @@ class Metrics:
         self.breaker_trips = counter(
             "breaker_trips", "Times the circuit breaker opened, by failure reason.", ("reason",)
         )
+        self.dropped_fields = counter(
+            "dropped_fields",
+            "Optional contact traits dropped because their value was a boolean, a list or an "
+            "object (the letter is sent without them), by field (Inkit's name, or `name`).",
+            ("field",),
+        )
         self.oldest_unfinished_age = gauge(
             "oldest_unfinished_age_seconds",
             "Per partition, how long ago its oldest unfinished record was read (0: none), and "
             "what holds it (holder: none, in_flight, retrying, auth, backpressure, handoff, "
             "registry, dead_letter, dead_letter_retry). Grows without bound only in a stall.",
             ("topic", "partition", "holder"),
+        )
+        self.ledger_entries = gauge(
+            "ledger_entries",
+            "Events remembered in the sent-ledger index (sent by any member within the window).",
+        )
+        self.ledger_lookups = counter(
+            "ledger_lookups",
+            "Sent-ledger look-ups before a send, by result (hit: skipped as already_sent).",
+            ("result",),
+        )
+        self.ledger_writes = counter(
+            "ledger_writes",
+            "Sent-ledger records produced after a 2xx, by result (failed: retried; deliveries "
+            "are not committed until their ledger record lands).",
+            ("result",),
+        )
+        self.ledger_rebuild_seconds = gauge(
+            "ledger_rebuild_seconds",
+            "Time the last start-up took to read the sent-ledger to its end.",
         )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
         self.build_info.labels(__version__).set(1)
@@ -186,4 +227,10 @@ class Metrics:
             self.dead_letter_scans.labels(result)
         for result in ("ok", "failed"):
             self.group_lag_reads.labels(result)
+        for result in ("hit", "miss"):
+            self.ledger_lookups.labels(result)
+        for result in ("ok", "failed"):
+            self.ledger_writes.labels(result)
         self.records.labels(Outcome.DELIVERED.value, "ok")
+        for name in DROPPABLE_FIELDS:
+            self.dropped_fields.labels(name)

@@ -71,6 +71,8 @@ class Harness:
             max_uncommitted=kw.pop("max_uncommitted", None),  # type: ignore[arg-type]
             commit_interval_s=float(kw.pop("commit_interval_s", 0.0)),  # type: ignore[arg-type]
             scanner=kw.pop("scanner", None),  # type: ignore[arg-type]
+            ledger=kw.pop("ledger", None),  # type: ignore[arg-type]
+            max_event_age_s=kw.pop("max_event_age_s", None),  # type: ignore[arg-type]
         )
         consumer.commit_cb = self.processor.on_commit
 
