@@ -24,6 +24,8 @@ from connector.errors import ConnectorError, ConsumerError, StartupError
 from connector.events.decoding import build_decoder
 from connector.events.mapping import Mapper
 from connector.inkit.client import InkitClient
+from connector.inkit.group_share import ShareWatcher, topic_partition_count
+from connector.inkit.ratelimit import build_rate_control
 from connector.inkit.sender import Sender
 from connector.kafka.consumer import (
     admin_config,
@@ -150,13 +152,24 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         for http in http_clients:
             await http.aclose()
 
+    rate_control = build_rate_control(settings, metrics)
     sender = Sender(
         client_factory,
         metrics,
         retry_max_s=settings.retry_max_s,
-        rate_limit=settings.rate_limit,
+        rate_control=rate_control,
         close_client=close_client,
     )
+    # INKIT_RATE_LIMIT_SCOPE=group: the share follows this member's assignment (group_share.py).
+    share_watcher = None
+    if rate_control is not None and settings.rate_limit_scope == "group":
+        share_watcher = ShareWatcher(
+            settings.topic,
+            consumer.assignment,
+            lambda: topic_partition_count(admin, settings.topic),
+            sender.set_rate_share,
+            initial_total=partitions[settings.topic],
+        )
     processor = Processor(
         consumer=consumer,
         decoder=decoder,
@@ -209,6 +222,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     health.start()
     logger.info("metrics, /healthz and /readyz on port %d", health.port)
     sender.start()
+    if share_watcher is not None:
+        share_watcher.start()
     metrics.ready.set(1)
     try:
         processor.subscribe()
@@ -222,6 +237,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         return 1
     finally:
         metrics.ready.set(0)
+        if share_watcher is not None:
+            share_watcher.stop()  # it reads the consumer's assignment: stop it before close()
         _close_within(consumer, CLOSE_TIMEOUT_S)
         if producer is not None:
             producer.flush(10)
