@@ -24,7 +24,11 @@ from connector.errors import ConnectorError, ConsumerError, StartupError
 from connector.events.decoding import build_decoder
 from connector.events.mapping import Mapper
 from connector.inkit.client import InkitClient
-from connector.inkit.group_share import ShareWatcher, topic_partition_count
+from connector.inkit.group_share import (
+    ShareWatcher,
+    assigned_partitions,
+    topic_partition_count,
+)
 from connector.inkit.ratelimit import build_rate_control
 from connector.inkit.sender import Sender
 from connector.kafka.consumer import (
@@ -165,7 +169,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     if rate_control is not None and settings.rate_limit_scope == "group":
         share_watcher = ShareWatcher(
             settings.topic,
-            consumer.assignment,
+            lambda: assigned_partitions(registry),
             lambda: topic_partition_count(admin, settings.topic),
             sender.set_rate_share,
             initial_total=partitions[settings.topic],
@@ -238,7 +242,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     finally:
         metrics.ready.set(0)
         if share_watcher is not None:
-            share_watcher.stop()  # it reads the consumer's assignment: stop it before close()
+            share_watcher.stop()
         _close_within(consumer, CLOSE_TIMEOUT_S)
         if producer is not None:
             producer.flush(10)

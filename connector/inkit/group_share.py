@@ -1,8 +1,8 @@
 """This member's share of a group-wide rate limit (INKIT_RATE_LIMIT_SCOPE=group): the partitions
 of the topic assigned to it, over the topic's partition count.
 
-Why the assignment: every member learns it from its own consumer, with no new infrastructure and
-no extra call to the group coordinator; it changes exactly at rebalances; the shares of all
+Why the assignment: every member knows it already, with no new infrastructure and no extra call
+to the group coordinator; it changes exactly at rebalances; the shares of all
 members add up to 1 because the group assigns each partition to one member; and a member without
 partitions (more replicas than partitions) gets 0 and so gives its share away by itself. Records
 are keyed by user, so partitions carry similar load and a partition-weighted share follows the
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaException
+from prometheus_client import CollectorRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -41,24 +42,34 @@ def topic_partition_count(admin: Any, topic: str) -> int:
     return len(admin.list_topics(topic, timeout=5).topics[topic].partitions)
 
 
-class ShareWatcher:
-    """Reads this member's assignment every SHARE_POLL_INTERVAL_S and calls ``on_share`` with its
-    share whenever the share changes (and once at the first read).
+def assigned_partitions(registry: CollectorRegistry) -> int:
+    """Partitions the consume loop holds now, as it reports them (the public
+    ``inkit_connector_assigned_partitions`` gauge): counted from the end of the assign callback,
+    and until a revoked partition's drain has finished, so its in-flight records keep the share
+    they need to finish.
 
-    ``assignment`` is the consumer's ``assignment()``: librdkafka serves it from its own group
-    thread (``rd_kafka_assignment`` in librdkafka's src/rdkafka_subscription.c sends
-    RD_KAFKA_OP_GET_ASSIGNMENT to the group's op queue and waits for the reply), so reading it
-    from this thread is safe while the consume loop polls, also inside a rebalance callback, where
-    the revoked partitions still count until the callback returns and they are unassigned.
-    ``partition_count`` returns the topic's partition count (refreshed every
-    PARTITION_COUNT_REFRESH_S). ``start`` spawns a daemon thread; ``stop`` ends it and must be
-    called before the consumer is closed. ``on_share`` runs on the watcher's thread.
+    Not the consumer's ``assignment()`` from this thread: librdkafka answers it from the group's
+    op queue (``rd_kafka_assignment``, src/rdkafka_subscription.c), and in the three-process tests
+    here the answer reflected assignments and revocations 10 to 35 s late while rebalances ran,
+    long enough for a member to drain its revoked partitions at a share of 0. (The versions of
+    confluent-kafka-python's ``Consumer_assignment`` read also keep the GIL during that call.)
+    """
+    return int(registry.get_sample_value("inkit_connector_assigned_partitions") or 0)
+
+
+class ShareWatcher:
+    """Reads this member's assigned partition count every SHARE_POLL_INTERVAL_S and calls
+    ``on_share`` with its share whenever the share changes (and once at the first read).
+
+    ``assigned`` returns the count (``assigned_partitions`` above); ``partition_count`` the
+    topic's partition count (re-read every PARTITION_COUNT_REFRESH_S). ``start`` spawns a daemon
+    thread, ``stop`` ends it; ``on_share`` runs on the watcher's thread.
     """
 
     def __init__(
         self,
         topic: str,
-        assignment: Callable[[], list[Any]],
+        assigned: Callable[[], int],
         partition_count: Callable[[], int],
         on_share: Callable[[float], None],
         *,
@@ -68,7 +79,7 @@ class ShareWatcher:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._topic = topic
-        self._assignment = assignment
+        self._assigned_count = assigned
         self._partition_count = partition_count
         self._on_share = on_share
         self._total = initial_total
@@ -89,12 +100,7 @@ class ShareWatcher:
                 self._total = max(1, self._partition_count())
             except KafkaException as exc:
                 logger.warning("could not read the partition count of %s: %s", self._topic, exc)
-        try:
-            partitions = self._assignment()
-        except (KafkaException, RuntimeError) as exc:
-            logger.warning("could not read the assignment (rate share kept): %s", exc)
-            return None
-        assigned = sum(1 for tp in partitions if tp.topic == self._topic)
+        assigned = self._assigned_count()
         # A partition added since the last count can be assigned before we re-read the count.
         self._total = max(self._total, assigned)
         share = member_share(assigned, self._total)

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from prometheus_client import CollectorRegistry
 
-from connector.inkit.group_share import ShareWatcher, member_share
-
-
-@dataclass
-class TP:
-    topic: str
-    partition: int
+from connector.inkit.group_share import ShareWatcher, assigned_partitions, member_share
+from connector.observability.metrics import Metrics
 
 
 def test_share_is_assigned_over_total_partitions() -> None:
@@ -30,14 +24,13 @@ def test_shares_of_a_group_add_up_to_one() -> None:
 
 class Harness:
     def __init__(self, total: int = 6) -> None:
-        self.assigned: list[TP] = []
+        self.assigned = 0
         self.total = total
         self.now = 0.0
         self.shares: list[float] = []
-        self.fail_assignment = False
         self.watcher = ShareWatcher(
             "t",
-            self.assignment,
+            lambda: self.assigned,
             lambda: self.total,
             self.shares.append,
             initial_total=total,
@@ -45,37 +38,43 @@ class Harness:
             clock=lambda: self.now,
         )
 
-    def assignment(self) -> list[TP]:
-        if self.fail_assignment:
-            raise KafkaException(KafkaError(KafkaError._TRANSPORT))
-        return list(self.assigned)
-
 
 def test_watcher_reports_changes_only() -> None:
     h = Harness()
     h.watcher.poll_once()
-    h.assigned = [TP("t", 0), TP("t", 1), TP("other", 0)]  # other topics do not count
+    h.assigned = 2
     h.watcher.poll_once()
     h.watcher.poll_once()
-    h.assigned = [TP("t", p) for p in range(6)]
+    h.assigned = 6
     h.watcher.poll_once()
     assert h.shares == [0.0, pytest.approx(1 / 3), 1.0]
 
 
-def test_watcher_keeps_the_share_when_the_assignment_cannot_be_read() -> None:
-    h = Harness()
-    h.assigned = [TP("t", 0), TP("t", 1), TP("t", 2)]
-    h.watcher.poll_once()
-    h.fail_assignment = True
-    assert h.watcher.poll_once() is None
-    assert h.shares == [0.5]
-
-
 def test_watcher_follows_added_partitions() -> None:
     h = Harness(total=3)
-    h.assigned = [TP("t", 0), TP("t", 1), TP("t", 2)]
+    h.assigned = 3
     h.watcher.poll_once()
     h.total = 6  # partitions added; this member still holds 3 of them
     h.now += 30
     h.watcher.poll_once()
     assert h.shares == [1.0, 0.5]
+
+
+def test_watcher_keeps_the_count_when_metadata_cannot_be_read() -> None:
+    h = Harness(total=6)
+    h.assigned = 3
+
+    def broken() -> int:
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+
+    h.watcher._partition_count = broken
+    h.now += 30
+    h.watcher.poll_once()
+    assert h.shares == [0.5]
+
+
+def test_assigned_partitions_reads_what_the_consume_loop_reports() -> None:
+    metrics = Metrics(CollectorRegistry())
+    assert assigned_partitions(metrics.registry) == 0
+    metrics.assigned_partitions.set(4)
+    assert assigned_partitions(metrics.registry) == 4
