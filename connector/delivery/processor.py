@@ -242,8 +242,6 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         self._in_flight += len(jobs)
         self._sender.submit(jobs)
 
-        # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
-
     # -- commits -----------------------------------------------------------------------------
     def on_commit(self, error: Any, partitions: list[Any]) -> None:
         """Result of a commit (librdkafka's on_commit callback, served by consume())."""

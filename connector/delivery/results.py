@@ -39,6 +39,7 @@ class Results(ProcessorCore):
                     self._metrics.end_to_end_latency.observe(latency)
             elif result.kind is ResultKind.FAILED and result.error is not None:
                 self._dead_letter(job.record, result.error)
+            # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
 
     def _finish(
         self, topic: str, partition: int, offset: int, outcome: Outcome, reason: str
