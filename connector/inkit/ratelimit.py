@@ -67,7 +67,19 @@ class TokenBucket:
                 self._resumed = asyncio.Event()
             await self._resumed.wait()
         if delay > 0:
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                self.release()
+                raise
+
+    def release(self) -> None:
+        """Give back a slot reserved and not used (its caller was cancelled: a revoke abandons
+        up to INKIT_MAX_IN_FLIGHT waiters at once). The queue's tail moves back one slot, so the
+        rate over any window stays what it was; without it, the abandoned slots would be a gap of
+        up to INKIT_MAX_IN_FLIGHT / rate seconds in which nobody sends."""
+        if self._rate > 0:
+            self._next_free = max(self._clock(), self._next_free - self._interval)
 
 
 class RateControl:

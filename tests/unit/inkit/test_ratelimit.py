@@ -47,6 +47,16 @@ def test_a_new_rate_spaces_the_next_reservations() -> None:
     assert waits == pytest.approx([0.1, 0.6, 1.1])
 
 
+def test_a_slot_given_back_is_taken_by_the_next_caller() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=10, burst=1, clock=clock)
+    waits = [bucket.reserve() for _ in range(5)]  # slots up to 0.4 s ahead
+    for _ in range(4):
+        bucket.release()  # four of them were cancelled before their slot came
+    assert bucket.reserve() == pytest.approx(0.1)
+    assert waits[-1] == pytest.approx(0.4)
+
+
 def test_rate_zero_parks_callers_until_a_rate_is_set() -> None:
     async def scenario() -> list[str]:
         bucket = TokenBucket(rate=0)
