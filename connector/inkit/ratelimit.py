@@ -62,16 +62,25 @@ class TokenBucket:
         return max(0.0, slot - now)
 
     async def acquire(self) -> None:
-        while (delay := self.reserve()) is None:
-            if self._resumed is None:
-                self._resumed = asyncio.Event()
-            await self._resumed.wait()
-        if delay > 0:
+        while True:
+            while (delay := self.reserve()) is None:
+                if self._resumed is None:
+                    self._resumed = asyncio.Event()
+                await self._resumed.wait()
+            if delay <= 0:
+                return
+            slot = self._clock() + delay
             try:
                 await asyncio.sleep(delay)
             except asyncio.CancelledError:
                 self.release()
                 raise
+            # Woken later than a burst past its slot: the process was stalled (CPU, GC), and every
+            # waiter whose slot passed meanwhile would go at once, a burst of up to
+            # INKIT_MAX_IN_FLIGHT. Take a fresh slot instead: after a stall, as after idle time,
+            # at most a burst goes at once.
+            if self._clock() - slot <= max(self._burst_s, self._interval):
+                return
 
     def release(self) -> None:
         """Give back a slot reserved and not used (its caller was cancelled: a revoke abandons

@@ -57,6 +57,24 @@ def test_a_slot_given_back_is_taken_by_the_next_caller() -> None:
     assert waits[-1] == pytest.approx(0.4)
 
 
+def test_waiters_woken_late_by_a_stall_do_not_burst() -> None:
+    """A process stalled for a second wakes every waiter whose slot passed: they take fresh slots,
+    spaced at the rate from the end of the stall, instead of all going at once."""
+    clock = Clock()
+    bucket = TokenBucket(rate=100, burst=2, clock=clock)
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(bucket.acquire()) for _ in range(10)]
+        await asyncio.sleep(0)  # all ten reserve slots 10 ms apart (the first one goes now)
+        clock.now += 1.0  # a one-second stall: every slot is in the past
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+    # The nine stale waiters re-queued 10 ms apart from the end of the stall (less the burst), so
+    # a newcomer waits 80 ms behind them. Had they all gone at once, it would not wait at all.
+    assert bucket.reserve() == pytest.approx(0.08)
+
+
 def test_rate_zero_parks_callers_until_a_rate_is_set() -> None:
     async def scenario() -> list[str]:
         bucket = TokenBucket(rate=0)
