@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 KAFKA_PORT ?= 9092
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup tools lint format typecheck test test-unit test-slow kafka-up kafka-down demo bench simulator
+.PHONY: help setup tools lint format typecheck test test-unit test-slow kafka-up kafka-down demo bench simulator \
+	image lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,11 +46,11 @@ test-unit: setup  ## only the fast tests (no broker)
 test-slow: setup tools  ## the long modes: chaos soak and friends
 	$(PY) -m pytest --run-slow
 
-kafka-up: setup  ## start a local Apache Kafka broker on 127.0.0.1:$(KAFKA_PORT)
-	$(PY) -m connector.testing.kafka_broker up --port $(KAFKA_PORT)
+kafka-up: setup  ## start a local Apache Kafka broker on 127.0.0.1:$(KAFKA_PORT) (KAFKA_VERSION=3.9.1 for another version)
+	$(PY) -m connector.testing.kafka_broker up --port $(KAFKA_PORT) $(if $(KAFKA_VERSION),--version $(KAFKA_VERSION))
 
 kafka-down: setup  ## stop the local broker
-	$(PY) -m connector.testing.kafka_broker down
+	$(PY) -m connector.testing.kafka_broker down --port $(KAFKA_PORT)
 
 demo: setup tools  ## run the whole pipeline locally: broker, registry, simulator, events, connector, summary
 	$(PY) -m connector.testing.demo
@@ -60,3 +61,18 @@ bench: setup tools  ## the performance benchmark of bench/ (writes bench/results
 
 simulator: setup  ## run the Inkit simulator on 127.0.0.1:8080 in the foreground
 	$(PY) -m connector.testing.inkit_simulator --port 8080
+
+# uv resolves for the image's platform and writes every artifact's hash of each pinned release, so
+# one lock serves amd64 and arm64 builds alike.
+UV_VERSION := 0.13.9
+UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform linux --custom-compile-command "make lock"
+
+lock: setup  ## re-pin the image's dependencies with hashes (requirements/image*.lock), from pyproject.toml
+	$(PY) -m pip install -q 'uv==$(UV_VERSION)'
+	$(UV_COMPILE) --upgrade -o requirements/image.lock pyproject.toml
+	$(UV_COMPILE) --upgrade -o requirements/image-build.lock requirements/image-build.in
+
+image: setup  ## build the container image with podman (prints its name, size and base; writes dist/*.cdx.json)
+	./scripts/install-podman.sh
+	./scripts/build-image.sh

@@ -20,3 +20,6 @@ fi
 
 # A no-op when the cache already holds this version (its marker file exists).
 "$PYTHON" -m connector.testing.kafka_broker fetch
+# The Kafka 3.x broker the classic-protocol tests run against (tests/reliability/test_kafka3.py).
+"$PYTHON" -m connector.testing.kafka_broker fetch --version "$("$PYTHON" -c \
+    'from connector.testing.kafka_jars import KAFKA3_VERSION; print(KAFKA3_VERSION)')"

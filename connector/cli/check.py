@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 # Public as confluent_kafka.admin.*, but not re-exported there for type checkers.
@@ -18,6 +19,7 @@ from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
 from connector.errors import StartupError
+from connector.kafka.security_errors import explain as explain_security_error
 from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -70,8 +72,9 @@ def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
     errors: list[str] = []
 
     def on_error(err: Any) -> None:
-        if err.code() == KafkaError._AUTHENTICATION:
-            errors.append("Kafka authentication failed: check KAFKA_CONFIG_SASL_* settings")
+        reason = explain_security_error(err, conf)  # wrong password, untrusted certificate...
+        if reason is not None and not errors:
+            errors.append(reason)
 
     conf: dict[str, Any] = dict(settings.librdkafka_common())
     conf["error_cb"] = on_error
@@ -79,7 +82,10 @@ def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
     # The check reports its own one-line verdict; librdkafka's per-attempt connection errors
     # (syslog level 3, repeated every few hundred ms) would bury it.
     conf["log_level"] = 2
-    admin = AdminClient(conf)
+    try:
+        admin = AdminClient(conf)
+    except KafkaException as exc:  # e.g. an ssl.* file that does not exist or does not parse
+        raise StartupError(f"Kafka client settings rejected: {exc.args[0].str()}") from exc
     # The error callback only runs when the client is polled, so wait in short slices: a refused
     # SASL password is then reported as such within a second instead of as a timeout.
     deadline = time.monotonic() + timeout_s
@@ -119,20 +125,44 @@ def check_registry(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
     try:
         response = httpx.get(url, auth=auth, timeout=timeout_s)
     except httpx.HTTPError as exc:
+        untrusted = _certificate_error(exc)
+        if untrusted is not None:
+            return CheckResult(
+                "schema registry",
+                False,
+                f"TLS certificate of {settings.schema_registry_url} not accepted "
+                f"({untrusted}): set SSL_CERT_FILE to a CA bundle that includes the registry's CA",
+            )
         return CheckResult(
             "schema registry",
             False,
-            f"unreachable at {settings.schema_registry_url} ({type(exc).__name__})",
+            f"unreachable at {settings.schema_registry_url} ({type(exc).__name__}): "
+            "check SCHEMA_REGISTRY_URL",
         )
     if response.status_code in (401, 403):
         return CheckResult(
             "schema registry",
             False,
-            f"HTTP {response.status_code}: check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+            f"HTTP {response.status_code} (credentials refused): "
+            "check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
         )
     if response.status_code >= 400:
-        return CheckResult("schema registry", False, f"HTTP {response.status_code} from {url}")
+        return CheckResult(
+            "schema registry",
+            False,
+            f"HTTP {response.status_code} from {url}: check SCHEMA_REGISTRY_URL",
+        )
     return CheckResult("schema registry", True, f"reachable at {settings.schema_registry_url}")
+
+
+def _certificate_error(exc: BaseException) -> str | None:
+    """OpenSSL's reason when ``exc`` was caused by a failed certificate check, else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def check_inkit(settings: Settings, timeout_s: float = 5.0) -> CheckResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -15,10 +16,12 @@ from connector.errors import ConsumerError, RegistryUnavailable
 from connector.events import avro
 from connector.events.encoding import EncodeError, build_encoder
 from connector.kafka.consumer import describe, rdkafka_logger
+from connector.kafka.security_errors import explain as explain_security_error
 from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 30.0
+_FLUSH_SLICE_S = 0.5
 
 
 @dataclass
@@ -44,17 +47,29 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
         )
     encoder = build_encoder(settings.value_format, registry=registry, topic=settings.topic)
     errors: list[str] = []
+    # A wrong password or certificate never heals by waiting: stop at the first such error.
+    fatal: list[str] = []
     conf: dict[str, Any] = dict(settings.librdkafka_common())
+
+    def on_error(err: Any) -> None:
+        errors.append(describe(err))
+        reason = explain_security_error(err, conf)
+        if reason is not None:
+            fatal.append(reason)
+
     conf.update(
         {
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 10,
-            "error_cb": lambda err: errors.append(describe(err)),
+            "error_cb": on_error,
             "logger": rdkafka_logger,  # librdkafka's lines go through logging, not raw stderr
         }
     )
-    producer = Producer(conf)
+    try:
+        producer = Producer(conf)
+    except KafkaException as exc:  # e.g. an ssl.* file that does not exist or does not parse
+        raise ConsumerError(f"Kafka client settings rejected: {exc.args[0].str()}") from exc
     report = ProduceReport()
 
     def delivered(err: Any, _msg: Any) -> None:
@@ -79,7 +94,7 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
             user = event.get("userId") or event.get("anonymousId")
             key = str(user).encode() if user is not None else None
             _produce(producer, settings.topic, key, value, delivered)
-        left = producer.flush(FLUSH_TIMEOUT_S)
+        left = _flush(producer, fatal)
     except RegistryUnavailable as exc:
         raise ConsumerError(
             f"schema registry unavailable at {settings.schema_registry_url}: {exc.detail}; "
@@ -100,6 +115,17 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
         f"; {len(report.invalid)} invalid line(s) skipped; {report.failed} failed\n"
     )
     return 0 if report.failed == 0 and not report.invalid else 1
+
+
+def _flush(producer: Any, fatal: list[str]) -> int:
+    """Flush in short slices so that a security failure ends the wait at once."""
+    deadline = time.monotonic() + FLUSH_TIMEOUT_S
+    left = int(producer.flush(_FLUSH_SLICE_S))
+    while left and time.monotonic() < deadline:
+        if fatal:
+            raise ConsumerError(fatal[0])
+        left = int(producer.flush(_FLUSH_SLICE_S))
+    return left
 
 
 def _produce(producer: Any, topic: str, key: bytes | None, value: bytes, cb: Any) -> None:

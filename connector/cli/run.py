@@ -40,6 +40,7 @@ from connector.kafka.consumer import (
 )
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
+from connector.kafka.group_lag import GroupLagMonitor
 from connector.models import InkitRequest
 from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
@@ -101,7 +102,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     partitions = kafka_topics(settings)
     registry_check = check_registry(settings)
     if not registry_check.ok:
-        raise StartupError(f"schema registry {registry_check.detail}: check SCHEMA_REGISTRY_URL")
+        raise StartupError(f"schema registry {registry_check.detail}")
     # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
     logger.info(
         "inkit-connector %s starting (dry run: %s); configuration: %s",
@@ -228,6 +229,11 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     sender.start()
     if share_watcher is not None:
         share_watcher.start()
+    # The group's lag as the broker sees it (kafka/group_lag.py): catches a stalled member. Its
+    # own AdminClient: its reads never queue in front of the handoff fence's offset reads.
+    lag_admin = AdminClient(admin_config(settings, on_side_client_error))
+    group_lag = GroupLagMonitor(lag_admin, settings.group_id, settings.topic, metrics)
+    group_lag.start()
     metrics.ready.set(1)
     try:
         processor.subscribe()
@@ -247,6 +253,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         if producer is not None:
             producer.flush(10)
         scanner.close()
+        group_lag.stop()
         sender.stop()
         health.stop()
         logger.info("inkit-connector stopped")

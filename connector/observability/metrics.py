@@ -101,6 +101,23 @@ class Metrics:
             "Records between the committed offset and the end of the partition.",
             ("topic", "partition"),
         )
+        self.group_lag = gauge(
+            "group_lag_records",
+            "The consumer group's lag read from the broker, every partition of the topic: end "
+            "offset minus the group's committed offset (exported by every replica).",
+            ("topic", "partition"),
+        )
+        self.group_committed_offset = gauge(
+            "group_committed_offset",
+            "The consumer group's committed offset read from the broker (absent where the group "
+            "never committed).",
+            ("topic", "partition"),
+        )
+        self.group_lag_reads = counter(
+            "group_lag_reads",
+            "Reads of the group's lag from the broker, by result (ok, failed).",
+            ("result",),
+        )
         self.end_to_end_latency = Histogram(
             "end_to_end_latency_seconds",
             "Time from the event's timestamp (Kafka record time) to Inkit's 2xx.",
@@ -157,4 +174,6 @@ class Metrics:
             self.rebalances.labels(event)
         for result in ("ok", "failed"):
             self.dead_letter_scans.labels(result)
+        for result in ("ok", "failed"):
+            self.group_lag_reads.labels(result)
         self.records.labels(Outcome.DELIVERED.value, "ok")

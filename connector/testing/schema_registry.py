@@ -10,9 +10,12 @@ import json
 import logging
 import signal
 import socket
+import ssl
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -82,10 +85,20 @@ class SchemaRegistry:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, basic_auth: str | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        basic_auth: str | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self._host = host
         self._port = port
+        # (certificate, key) PEM files: serve https instead of http.
+        self._tls: ssl.SSLContext | None = None
+        if tls is not None:
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls.load_cert_chain(*tls)
         self._auth = (
             None
             if basic_auth is None
@@ -99,12 +112,13 @@ class SchemaRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        scheme = "http" if self._tls is None else "https"
+        return f"{scheme}://{self._host}:{self._port}"
 
     def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("schema registry already started")
-        self._server = _Server((self._host, self._port), self)
+        self._server = _Server((self._host, self._port), self, self._tls)
         self._port = self._server.server_address[1]
         # A short poll interval: shutdown() waits for one, and tests stop a registry each.
         self._thread = threading.Thread(
@@ -253,14 +267,21 @@ def _int(text: str, error_code: int) -> int:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], registry: SchemaRegistry) -> None:
+    def __init__(
+        self, address: tuple[str, int], registry: SchemaRegistry, tls: ssl.SSLContext | None
+    ) -> None:
         self.registry = registry
+        self._tls = tls
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
+        if self._tls is not None:
+            # The handshake runs on the handler thread's first read, not in the accept loop, so
+            # a client that never finishes it cannot block other connections.
+            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         with self._open_lock:
             self._open.add(sock)
         return sock, addr
@@ -269,6 +290,13 @@ class _Server(ThreadingHTTPServer):
         with self._open_lock:
             self._open.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that refuses our certificate (the untrusted-CA tests) is not a server fault.
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            logger.debug("TLS connection from %s failed: %s", client_address, sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self._open_lock:

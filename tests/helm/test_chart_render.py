@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from connector.cli import run
 from connector.settings import KAFKA_PASSTHROUGH_PREFIX, SETTINGS
 from tests.helm.conftest import (
     CHART,
@@ -49,6 +50,7 @@ def test_ci_values_files_are_all_there() -> None:
         "04-keda",
         "05-network-policy",
         "06-inline-secret-dev",
+        "07-operations",
     ]
 
 
@@ -118,8 +120,12 @@ def assert_crd_structure(doc: dict[str, Any], out: Rendered) -> None:
             assert set(ref) == {"name"}
     elif kind == "TriggerAuthentication":
         assert doc["apiVersion"] == "keda.sh/v1alpha1"
-        params = {ref["parameter"] for ref in spec["secretTargetRef"]}
-        assert params == {"username", "password"}
+        params = [ref["parameter"] for ref in spec["secretTargetRef"]]
+        assert len(params) == len(set(params))
+        # KEDA's kafka scaler: SASL credentials and TLS material (PEM) as auth parameters.
+        assert set(params) <= {"username", "password", "ca", "cert", "key", "keyPassword"}
+        assert ("username" in params) == ("password" in params)
+        assert ("cert" in params) == ("key" in params)
         assert all(ref["name"] and ref["key"] for ref in spec["secretTargetRef"])
 
 
@@ -226,6 +232,12 @@ def test_existing_secrets_are_referenced_and_no_secret_is_rendered(render: Rende
         "name": "schema-registry-credentials",
         "key": "basic-auth",
     }
+    # A secret librdkafka setting, from kafka.configFromSecrets: a secretKeyRef, not the ConfigMap.
+    assert env["KAFKA_CONFIG_SSL_KEY_PASSWORD"] == {
+        "name": "kafka-credentials",
+        "key": "ssl-key-password",
+    }
+    assert "KAFKA_CONFIG_SSL_KEY_PASSWORD" not in out.config
     assert out.config["KAFKA_CONFIG_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert out.config["KAFKA_CONFIG_SASL_MECHANISM"] == "SCRAM-SHA-512"
     # Whole numbers stay whole (Helm reads them as floats): librdkafka refuses "1.048576e+06".
@@ -282,18 +294,34 @@ def test_bad_combinations_fail_with_a_clear_message(
 # --- shutdown ---
 
 
-@pytest.mark.parametrize(("grace", "drain"), [(20, 20), (10, 20), (30, 30.5)])
-def test_grace_period_not_above_drain_fails(render_fails: FailFn, grace: int, drain: float) -> None:
+def _watchdog_margin_s() -> float:
+    """The connector's SHUTDOWN_MARGIN_S, from its composition root."""
+    return float(run.SHUTDOWN_MARGIN_S)
+
+
+# The connector's watchdog exits after 2 × drain + SHUTDOWN_MARGIN_S; SIGKILL must come 10 s later.
+@pytest.mark.parametrize(("grace", "drain"), [(45, 20), (54, 20), (20, 20), (75, 30.5)])
+def test_grace_period_below_the_watchdog_plus_margin_fails(
+    render_fails: FailFn, grace: int, drain: float
+) -> None:
+    assert grace < 2 * drain + _watchdog_margin_s() + 10
     error = render_fails(
         merge(MINIMAL, {"terminationGracePeriodSeconds": grace, "drainTimeoutSeconds": drain})
     )
     assert "terminationGracePeriodSeconds" in error
-    assert "must be greater than drainTimeoutSeconds" in error
+    assert "must be at least 2 × drainTimeoutSeconds + 15" in error
+
+
+def test_default_grace_period_outlasts_the_shutdown_watchdog(render: RenderFn) -> None:
+    """The issue's race: grace 45 = watchdog 2 × 20 + 5. The default now leaves 10 s or more."""
+    pod = render(MINIMAL).deployment["spec"]["template"]["spec"]
+    drain = float(render(MINIMAL).config["DRAIN_TIMEOUT_SECONDS"])
+    assert pod["terminationGracePeriodSeconds"] >= 2 * drain + _watchdog_margin_s() + 10
 
 
 def test_grace_period_and_drain_are_wired(render: RenderFn) -> None:
-    out = render(merge(MINIMAL, {"terminationGracePeriodSeconds": 90, "drainTimeoutSeconds": 60}))
-    assert out.deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 90
+    out = render(merge(MINIMAL, {"terminationGracePeriodSeconds": 135, "drainTimeoutSeconds": 60}))
+    assert out.deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 135
     assert out.config["DRAIN_TIMEOUT_SECONDS"] == "60"
 
 
@@ -444,6 +472,7 @@ def test_minimal_install_defaults(render: RenderFn) -> None:
     assert kinds == [
         "ConfigMap",
         "Deployment",
+        "Pod",  # the `helm test` hook
         "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
@@ -452,7 +481,7 @@ def test_minimal_install_defaults(render: RenderFn) -> None:
     assert spec["replicas"] == 1
     assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
     pod = spec["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] == 45
+    assert pod["terminationGracePeriodSeconds"] == 60
     assert pod["enableServiceLinks"] is False
     assert out.container["image"] == "registry.example.com/inkit-connector:0.1.0"
     assert out.container["args"] == ["run"]
@@ -505,7 +534,8 @@ def test_oldest_supported_kubernetes(render: RenderFn, kube: str, tmp_path: Path
                 "kafka": {"cidrs": ["10.0.0.0/8"]},
                 "schemaRegistry": {"cidrs": ["10.0.0.0/8"]},
                 "metricsIngress": {"namespaceSelectors": []},
-            }
+            },
+            "tests": {"enabled": False},
         },
     )
     out = render(values, extra=("--kube-version", kube))
@@ -534,9 +564,9 @@ def test_notes_render(render: RenderFn, chart_copy: Path) -> None:
     )
     values = merge(
         MINIMAL,
-        {"inkit": {"existingSecret": "", "apiKey": "k"}, "terminationGracePeriodSeconds": 25},
+        {"inkit": {"existingSecret": "", "apiKey": "k"}},
     )
     notes = render(values, chart=chart_copy).one("ConfigMap", "notes")["data"]["notes"]
     assert "segment-identify.dlq" in notes
     assert "WARNING: inkit.apiKey is set inline" in notes
-    assert "leaves less than 10 s after the drain" in notes
+    assert "helm test inkit-connector -n connectors" in notes

@@ -41,3 +41,22 @@ def test_image_contract() -> None:
     assert "EXPOSE 9464" in text
     assert "PYTHONDONTWRITEBYTECODE=1" in text
     assert "org.opencontainers.image.version" in text
+
+
+def test_image_is_built_from_the_hashed_locks_and_ships_no_pip() -> None:
+    text = DOCKERFILE.read_text()
+    installs = re.findall(r"pip (?:--python \S+ )?install[^&]*", text)
+    assert len(installs) == 3  # the build tools, the runtime dependencies, the project's wheel
+    for install in installs[:2]:
+        assert "--require-hashes" in install
+        assert "--only-binary=:all:" in install  # wheels only: nothing compiled
+    assert "--no-index" in installs[2]  # the project's own wheel, nothing from the network
+    assert "python -m venv --without-pip /opt/venv" in text  # the runtime venv has no pip
+    # Labels follow the build arguments, the base's included (a tag or a digest pin).
+    for label, arg in (
+        ("version", "VERSION"),
+        ("revision", "REVISION"),
+        ("created", "CREATED"),
+        ("base.name", "PYTHON_IMAGE"),
+    ):
+        assert f'org.opencontainers.image.{label}="${{{arg}}}"' in text

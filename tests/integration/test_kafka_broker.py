@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-import connector.testing.kafka_broker as kafka_broker_module
+import connector.testing.kafka_jars as kafka_jars_module
 from connector.testing.kafka_broker import (
     DEFAULT_VERSION,
     MARKER_NAME,
@@ -145,7 +145,7 @@ def test_warm_start_reuses_jar_cache_and_stop_leaves_no_jvm(
     def no_maven(version: str, staging: Path) -> None:
         raise AssertionError("Maven ran although the jar cache was complete")
 
-    monkeypatch.setattr(kafka_broker_module, "_run_maven", no_maven)
+    monkeypatch.setattr(kafka_jars_module, "_run_maven", no_maven)
     broker = KafkaBroker()
     started = time.monotonic()
     broker.start()

@@ -18,6 +18,7 @@ import yaml
 from tests.observability import RULES_PATH, RULES_TEST_PATH, RUNBOOK_PATH, load_rules
 
 ALERTS = {
+    "InkitConnectorAbsent",
     "InkitConnectorLagGrowing",
     "InkitConnectorDeadLettering",
     "InkitConnectorDeadLetterProduceFailing",

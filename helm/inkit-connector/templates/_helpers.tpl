@@ -165,3 +165,56 @@ A value as env text. Helm reads numbers from values files as float64, which woul
 {{- . | toString }}
 {{- end }}
 {{- end }}
+
+{{/*
+Name of a monitoring object (ServiceMonitor, PodMonitor, PrometheusRule, dashboard ConfigMap).
+Args: list <root context> <target namespace>. In the release's namespace it is the full name; in
+another one (a shared `monitoring` namespace) it is prefixed with the release's namespace, so
+same-named releases of different namespaces do not overwrite each other's objects there.
+*/}}
+{{- define "inkit-connector.monitoringName" -}}
+{{- $root := index . 0 }}
+{{- $ns := index . 1 }}
+{{- if eq $ns $root.Release.Namespace }}
+{{- include "inkit-connector.fullname" $root }}
+{{- else }}
+{{- printf "%s-%s" $root.Release.Namespace (include "inkit-connector.fullname" $root) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secrets the pods read, comma-separated and sorted: the reloader annotation's value (empty when
+secretReloader is off).
+*/}}
+{{- define "inkit-connector.reloadSecrets" -}}
+{{- if .Values.secretReloader.enabled }}
+{{- $names := list (include "inkit-connector.apiKeyRef" . | fromJson).name }}
+{{- if include "inkit-connector.saslPassword" . }}
+{{- $names = append $names (include "inkit-connector.saslUsernameRef" . | fromJson).name }}
+{{- $names = append $names (include "inkit-connector.saslPasswordRef" . | fromJson).name }}
+{{- end }}
+{{- with include "inkit-connector.registryAuthRef" . }}
+{{- $names = append $names (. | fromJson).name }}
+{{- end }}
+{{- range $_, $ref := .Values.kafka.configFromSecrets }}
+{{- $names = append $names $ref.name }}
+{{- end }}
+{{- $names | uniq | sortAlpha | join "," }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the connector reads the Schema Registry: only the confluent-avro format does.
+*/}}
+{{- define "inkit-connector.usesRegistry" -}}
+{{- if and (eq .Values.kafka.valueFormat "confluent-avro") .Values.schemaRegistry.url }}true{{ end }}
+{{- end }}
+
+{{/*
+Labels of the `helm test` pod: not the selector labels, so that neither the Service nor the
+NetworkPolicy's podSelector nor the PodDisruptionBudget counts it as a connector pod.
+*/}}
+{{- define "inkit-connector.testLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+{{- end }}

@@ -55,11 +55,28 @@ Included once, from deployment.yaml.
 {{- if hasKey $owned $key }}
 {{- fail (printf "kafka.config.%s cannot be set: %s" $key (get $owned $key)) }}
 {{- end }}
+{{- /* kafka.config lands in a ConfigMap, readable by anyone who may read ConfigMaps. */}}
+{{- if regexMatch "(?i)(password|secret|jaas|oauthbearer\\.config|\\.pem$|ssl_key|token|credential)" $key }}
+{{- fail (printf "kafka.config.%s looks secret and kafka.config lands in a ConfigMap in clear: set it in kafka.configFromSecrets (a Secret name and key) instead" $key) }}
+{{- end }}
+{{- end }}
+{{- range $key, $ref := $v.kafka.configFromSecrets }}
+{{- if hasKey $owned $key }}
+{{- fail (printf "kafka.configFromSecrets.%s cannot be set: %s" $key (get $owned $key)) }}
+{{- end }}
+{{- if hasKey $v.kafka.config $key }}
+{{- fail (printf "kafka.%s is set in both kafka.config and kafka.configFromSecrets" $key) }}
+{{- end }}
+{{- if not (and (kindIs "map" $ref) $ref.name $ref.key) }}
+{{- fail (printf "kafka.configFromSecrets.%s needs {name: <Secret>, key: <key in it>}" $key) }}
+{{- end }}
 {{- end }}
 
-{{- /* Shutdown: the drain must finish before Kubernetes kills the pod. */}}
-{{- if le (float64 $v.terminationGracePeriodSeconds) (float64 $v.drainTimeoutSeconds) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than drainTimeoutSeconds (%v): on SIGTERM the connector drains in-flight requests for up to drainTimeoutSeconds, then commits and leaves the group; give it a margin of 10 s or more" $v.terminationGracePeriodSeconds $v.drainTimeoutSeconds) }}
+{{- /* Shutdown: the connector's watchdog (connector/cli/run.py: 2 × drain + SHUTDOWN_MARGIN_S 5 s)
+must fire, and the final commit land, before Kubernetes' SIGKILL: a 10 s margin above it. */}}
+{{- $watchdog := addf (mulf 2 (float64 $v.drainTimeoutSeconds)) 5 }}
+{{- if lt (float64 $v.terminationGracePeriodSeconds) (addf $watchdog 10) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be at least 2 × drainTimeoutSeconds + 15 (%v): on SIGTERM the connector drains for up to drainTimeoutSeconds (%v), commits and leaves the group, and its watchdog gives up after 2 × drain + 5 s (%v); Kubernetes' SIGKILL must come 10 s or more after that" $v.terminationGracePeriodSeconds (addf $watchdog 10) $v.drainTimeoutSeconds $watchdog) }}
 {{- end }}
 
 {{- /* Scaling. */}}
@@ -85,6 +102,13 @@ Included once, from deployment.yaml.
 {{- if gt (int $v.keda.minReplicaCount) $max }}
 {{- fail "keda.minReplicaCount must not exceed keda.maxReplicaCount" }}
 {{- end }}
+{{- $ktls := $v.keda.tls }}
+{{- if ne (empty $ktls.certKey) (empty $ktls.keyKey) }}
+{{- fail "keda.tls.certKey and keda.tls.keyKey go together (a client certificate and its key)" }}
+{{- end }}
+{{- if and $ktls.existingSecret (not (has $sasl.securityProtocol (list "SSL" "SASL_SSL"))) }}
+{{- fail "keda.tls.existingSecret needs kafka.sasl.securityProtocol SSL or SASL_SSL" }}
+{{- end }}
 {{- if and $sasl.mechanism (not (include "inkit-connector.saslPassword" .)) (not $v.keda.authenticationRef) }}
 {{- fail (printf "keda with kafka.sasl.mechanism=%s needs keda.authenticationRef (a TriggerAuthentication you manage)" $sasl.mechanism) }}
 {{- end }}
@@ -101,14 +125,20 @@ Included once, from deployment.yaml.
 {{- if and $monitoring (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}
 {{- fail "metrics.serviceMonitor/podMonitor/prometheusRule need the monitoring.coreos.com/v1 API (install the Prometheus Operator CRDs; with helm template pass --api-versions monitoring.coreos.com/v1)" }}
 {{- end }}
+{{- /* The alerts select the pods' scrape job: without the chart's monitor it is unknown, and a
+wrong one would page InkitConnectorAbsent for ever. */}}
+{{- $m := $v.metrics }}
+{{- if and $m.prometheusRule.enabled (not (or $m.serviceMonitor.enabled $m.podMonitor.enabled $m.prometheusRule.job)) }}
+{{- fail "metrics.prometheusRule needs metrics.serviceMonitor or metrics.podMonitor, or metrics.prometheusRule.job (the job label your Prometheus scrapes the pods under): every alert selects it" }}
+{{- end }}
 
 {{- /* NetworkPolicy: an egress policy without the brokers would cut the connector off. */}}
 {{- if $v.networkPolicy.enabled }}
 {{- if not (or $v.networkPolicy.kafka.cidrs $v.networkPolicy.kafka.peers) }}
 {{- fail "networkPolicy.enabled needs networkPolicy.kafka.cidrs or networkPolicy.kafka.peers (where the brokers are)" }}
 {{- end }}
-{{- if and $v.schemaRegistry.url (not (or $v.networkPolicy.schemaRegistry.cidrs $v.networkPolicy.schemaRegistry.peers)) }}
-{{- fail "networkPolicy.enabled with schemaRegistry.url needs networkPolicy.schemaRegistry.cidrs or networkPolicy.schemaRegistry.peers" }}
+{{- if and (include "inkit-connector.usesRegistry" .) (not (or $v.networkPolicy.schemaRegistry.cidrs $v.networkPolicy.schemaRegistry.peers)) }}
+{{- fail "networkPolicy.enabled with kafka.valueFormat=confluent-avro needs networkPolicy.schemaRegistry.cidrs or networkPolicy.schemaRegistry.peers (where the Schema Registry is)" }}
 {{- end }}
 {{- if not (or $v.networkPolicy.inkit.cidrs $v.networkPolicy.inkit.peers) }}
 {{- fail "networkPolicy.enabled needs networkPolicy.inkit.cidrs or networkPolicy.inkit.peers (where Inkit's API is)" }}
