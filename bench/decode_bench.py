@@ -1,16 +1,38 @@
-"""Micro-benchmark: microseconds to decode (and decode + map) one typical Identify record."""
+"""Micro-benchmark: microseconds to decode (and decode + map) one typical Identify record.
+
+The second table sets the decoders side by side in one run: our own schema before issue #21
+(the decoder as it was: resolve against the bundled reader schema) and after (the per-id body
+reader with its fast path), their ratio, what our schema would cost read by shape, and a
+producer's own schema (corpus 02, traits as a typed record) read by shape next to the same
+event in JSON.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import statistics
+import time
 import timeit
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+import fastavro
 import httpx
 
+from connector.events import avro
 from connector.events.avro import SchemaRegistry, load_schema_text
-from connector.events.decoding import AvroDecoder, ConfluentAvroDecoder, Decoder, JsonDecoder
+from connector.events.decoding import (
+    AvroBody,
+    AvroDecoder,
+    ConfluentAvroDecoder,
+    Decoder,
+    JsonDecoder,
+    _read,
+    message_from_avro,
+)
 from connector.events.encoding import encode_event
 from connector.events.mapping import Mapper
 from connector.settings import Settings
@@ -60,6 +82,68 @@ EVENT: dict[str, Any] = {
 }
 
 
+PRODUCER_SCHEMA = (
+    Path(__file__).resolve().parents[1]
+    / "tests"
+    / "fixtures"
+    / "schemas"
+    / "corpus"
+    / "02_traits_typed_record.avsc"
+)
+PRODUCER_EVENT: dict[str, Any] = {
+    "type": "identify",
+    "messageId": EVENT["messageId"],
+    "userId": EVENT["userId"],
+    "timestamp": EVENT["timestamp"],
+    "traits": {
+        "email": "n.fury@shield.com",
+        "first_name": "Nick",
+        "last_name": "Fury",
+        "logins": 42,
+        "vip": True,
+        "score": 1.5,
+    },
+}
+
+
+ROUNDS = 30
+
+
+class BeforeDecoder(Decoder):
+    """confluent-avro as it was before issue #21 (a verbatim copy of its decode path):
+    every writer schema resolved against the bundled reader schema."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        super().__init__()
+        self._registry = registry
+        self._reader = avro.reader_schema()
+
+    def decode(self, value: bytes | None) -> Any:
+        data = self._checked(value)
+        if data[0] != avro.MAGIC_BYTE:
+            raise ValueError("magic")
+        if len(data) < avro.HEADER.size:
+            raise ValueError("short")
+        _, schema_id = avro.HEADER.unpack_from(data)
+        writer = self._registry.writer_schema(schema_id)
+        if writer.same_as_reader:
+            record = _read(data, avro.HEADER.size, fastavro.schemaless_reader, self._reader, None)
+        else:
+            record = _read(data, avro.HEADER.size, fastavro.schemaless_reader, writer.parsed, None)
+        return message_from_avro(record)
+
+
+class ShapeDecoder(Decoder):
+    """A bare Avro body read by shape, with a given writer schema (forced off the fast path)."""
+
+    def __init__(self, writer: avro.WriterSchema) -> None:
+        super().__init__()
+        self._body = AvroBody(dataclasses.replace(writer, same_as_reader=False))
+
+    def decode(self, value: bytes | None) -> Any:
+        return self._body.message(self._checked(value), 0)
+
+
 def _registry() -> SchemaRegistry:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "POST":
@@ -102,6 +186,49 @@ def main() -> None:
         print(f"{name:<16}{len(value):>7}{decode_us:>12.1f}{both_us:>16.1f}")
     event = cases[0][1].decode(cases[0][2])
     print(f"{'map only':<16}{'':>7}{'':>12}{_per_call_us(lambda: mapper.map(event)):>16.1f}")
+    side_by_side()
+
+
+def side_by_side() -> None:
+    """Our schema before and after #21 in one run, interleaved so both see the same machine."""
+    ours = encode_event(EVENT, "confluent-avro", _registry(), topic="bench")
+    before, after = BeforeDecoder(_registry()), ConfluentAvroDecoder(_registry())
+    assert before.decode(ours) == after.decode(ours)
+    writer = avro.parse_writer_schema(1, load_schema_text())
+    by_shape = ShapeDecoder(writer)
+    bare = encode_event(EVENT, "avro")
+    assert by_shape.decode(bare) == after.decode(ours)
+    producer = avro.parse_writer_schema(2, PRODUCER_SCHEMA.read_text())
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, producer.parsed, PRODUCER_EVENT)
+    producer_shape = AvroDecoder(writer=producer)
+    producer_json = encode_event(PRODUCER_EVENT, "json")
+    assert producer_shape.decode(buf.getvalue()) == JsonDecoder().decode(producer_json)
+    rows = [
+        ("ours, before #21", partial(before.decode, ours)),
+        ("ours, after #21", partial(after.decode, ours)),
+        ("ours, by shape", partial(by_shape.decode, bare)),
+        ("producer 02, shape", partial(producer_shape.decode, buf.getvalue())),
+        ("producer 02, json", partial(JsonDecoder().decode, producer_json)),
+    ]
+    # Interleaved rounds, the best of each kept, timed in CPU time of this thread: on a shared
+    # machine (load 30+ on 2 cores here) wall time mostly measures the other processes.
+    best = {name: float("inf") for name, _ in rows}
+    paired: list[float] = []  # after/before of each round: adjacent runs share the machine
+    for _ in range(ROUNDS):
+        this_round = {}
+        for name, func in rows:
+            seconds = timeit.Timer(func, timer=time.thread_time).timeit(number=1000)
+            this_round[name] = seconds / 1000 * 1e6
+            best[name] = min(best[name], this_round[name])
+        paired.append(this_round["ours, after #21"] / this_round["ours, before #21"])
+    print()
+    print(f"{'decoder':<22}{'decode µs':>12}")
+    for name, _ in rows:
+        print(f"{name:<22}{best[name]:>12.2f}")
+    ratio = best["ours, after #21"] / best["ours, before #21"]
+    print(f"ratio after/before (our schema, confluent-avro), best of each: {ratio:.3f}")
+    print(f"ratio after/before, median of {ROUNDS} paired rounds: {statistics.median(paired):.3f}")
 
 
 if __name__ == "__main__":

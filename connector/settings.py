@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os.path
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from connector.models import InkitMode
 
 DEFAULT_WEBHOOK_URL = "https://internal.inkit.io/integrations/webhook"
 DEFAULT_RENDER_URL = "https://api.inkit.com/v1/render"
-VALUE_FORMATS = ("confluent-avro", "avro", "json")
+VALUE_FORMATS = ("confluent-avro", "avro", "json", "confluent-json")
 KAFKA_PASSTHROUGH_PREFIX = "KAFKA_CONFIG_"
 RATE_LIMIT_SCOPES = ("pod", "group")
 
@@ -56,8 +57,14 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "KAFKA_VALUE_FORMAT",
         "confluent-avro",
-        "`confluent-avro` (Schema Registry wire format), `avro` (bare Avro, bundled schema) or "
-        "`json` (Segment's JSON).",
+        "`confluent-avro` (Schema Registry wire format, any Segment-shaped writer schema), "
+        "`avro` (bare Avro), `json` (Segment's JSON) or `confluent-json` (Schema Registry "
+        "JSON Schema wire format).",
+    ),
+    SettingDoc(
+        "AVRO_SCHEMA_FILE",
+        "",
+        "Writer schema (`.avsc`) of a bare `avro` topic; unset, the bundled schema is used.",
     ),
     SettingDoc(
         "KAFKA_CONFIG_<NAME>",
@@ -67,7 +74,9 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "`.`). Offset-commit settings are refused.",
     ),
     SettingDoc(
-        "SCHEMA_REGISTRY_URL", "", "Schema Registry base URL; required for `confluent-avro`."
+        "SCHEMA_REGISTRY_URL",
+        "",
+        "Schema Registry base URL; required for `confluent-avro` and `confluent-json`.",
     ),
     SettingDoc(
         "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
@@ -171,6 +180,7 @@ class Settings:
     kafka_extra: Mapping[str, str] = field(
         default_factory=dict, repr=False
     )  # may hold SASL secrets
+    avro_schema_file: str | None = None
     schema_registry_url: str | None = None
     schema_registry_user_info: str | None = field(default=None, repr=False)
     inkit_api_key: str | None = field(default=None, repr=False)
@@ -211,9 +221,9 @@ class Settings:
         topic = r.text("KAFKA_TOPIC", required=require_kafka) or ""
         value_format = r.choice("KAFKA_VALUE_FORMAT", VALUE_FORMATS, "confluent-avro")
         registry = r.text("SCHEMA_REGISTRY_URL")
-        if value_format == "confluent-avro" and not registry:
+        if value_format.startswith("confluent-") and not registry:
             raise ConfigError(
-                "KAFKA_VALUE_FORMAT=confluent-avro needs SCHEMA_REGISTRY_URL "
+                f"KAFKA_VALUE_FORMAT={value_format} needs SCHEMA_REGISTRY_URL "
                 "(or set KAFKA_VALUE_FORMAT=avro or json)"
             )
         if registry:
@@ -249,6 +259,7 @@ class Settings:
             group_id=r.text("KAFKA_GROUP_ID") or "inkit-connector",
             dlq_topic=r.text("KAFKA_DLQ_TOPIC") or (f"{topic}.dlq" if topic else ""),
             value_format=value_format,
+            avro_schema_file=_existing_file("AVRO_SCHEMA_FILE", r.text("AVRO_SCHEMA_FILE")),
             kafka_extra=_kafka_passthrough(env),
             schema_registry_url=registry,
             schema_registry_user_info=user_info,
@@ -300,6 +311,7 @@ class Settings:
             "KAFKA_GROUP_ID": self.group_id,
             "KAFKA_DLQ_TOPIC": self.dlq_topic,
             "KAFKA_VALUE_FORMAT": self.value_format,
+            "AVRO_SCHEMA_FILE": self.avro_schema_file,
             "KAFKA_CONFIG": extra,
             "SCHEMA_REGISTRY_URL": self.schema_registry_url,
             "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": _mask(self.schema_registry_user_info),
@@ -389,3 +401,10 @@ def _check_url(name: str, url: str, *, allow_http: bool) -> None:
             f"{name} must use https (http is allowed only for a loopback host, "
             "or with INKIT_ALLOW_INSECURE_HTTP=true)"
         )
+
+
+def _existing_file(name: str, path: str | None) -> str | None:
+    """``path`` when it names a file; whether it parses is checked where it is read."""
+    if path is not None and not os.path.isfile(path):
+        raise ConfigError(f"{name} {path} is not a file")
+    return path

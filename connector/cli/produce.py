@@ -41,7 +41,7 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
     user's events stay in one partition and in order.
     """
     registry = None
-    if settings.value_format == "confluent-avro" and settings.schema_registry_url:
+    if settings.value_format.startswith("confluent-") and settings.schema_registry_url:
         registry = avro.SchemaRegistry(
             settings.schema_registry_url, settings.schema_registry_user_info
         )

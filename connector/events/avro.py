@@ -85,10 +85,16 @@ class WriterSchema:
     needs_safe_reader: bool
 
 
-def parse_writer_schema(schema_id: int, text: str) -> WriterSchema:
-    """Parse and classify a writer schema; raise ``InvalidSchema`` if it cannot be used."""
+def parse_writer_schema(
+    schema_id: int, text: str, named: dict[str, Any] | None = None
+) -> WriterSchema:
+    """Parse and classify a writer schema; raise ``InvalidSchema`` if it cannot be used.
+
+    ``named`` holds the schemas it references, parsed by ``parse_referenced`` (Confluent's
+    schema references); it is copied, not changed.
+    """
     try:
-        parsed: Any = fastavro.parse_schema(json.loads(text))
+        parsed: Any = fastavro.parse_schema(json.loads(text), named_schemas=dict(named or {}))
     except (
         ValueError,
         TypeError,
@@ -111,6 +117,26 @@ def parse_writer_schema(schema_id: int, text: str) -> WriterSchema:
         same_as_reader=canonical == reader_canonical_form(),
         needs_safe_reader=depth > MAX_FAST_SCHEMA_DEPTH,
     )
+
+
+@functools.cache
+def bundled_writer_schema() -> WriterSchema:
+    """The bundled schema as a writer schema (the fast path), parsed once per process."""
+    return parse_writer_schema(0, load_schema_text())
+
+
+def parse_referenced(schema_id: int, text: str, named: dict[str, Any]) -> None:
+    """Parse a referenced schema into ``named`` (the names later schemas may use)."""
+    try:
+        fastavro.parse_schema(json.loads(text), named_schemas=named)
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        fastavro.schema.SchemaParseException,
+    ) as exc:
+        raise InvalidSchema(f"a schema referenced by {schema_id} is not valid Avro") from exc
 
 
 def _depth(
@@ -184,9 +210,11 @@ def _has_zero_width_items(schema: Any, named: dict[str, Any], seen: set[str]) ->
 class SchemaRegistry:
     """A small Confluent Schema Registry client over an injected ``httpx.Client``.
 
-    ``writer_schema(id)`` fetches ``GET /schemas/ids/{id}`` once per id and caches the parsed,
-    classified schema; ``register(subject, text)`` posts ``/subjects/{subject}/versions`` once
-    per subject and caches the id. Both block on HTTP. They raise ``SchemaNotFound`` (404),
+    ``writer_schema(id)`` fetches ``GET /schemas/ids/{id}`` once per id (and each schema it
+    references, ``GET /subjects/{subject}/versions/{version}``) and caches the parsed,
+    classified schema; ``check_json_schema(id)`` checks once per id that it is a JSON Schema;
+    ``register(subject, text)`` posts ``/subjects/{subject}/versions`` once per subject and
+    caches the id. All block on HTTP. They raise ``SchemaNotFound`` (404),
     ``InvalidSchema`` (the schema is unusable; cached too, it cannot change) or
     ``RegistryUnavailable`` (network, timeout, auth or 5xx: not the record's fault).
     Not thread-safe for writes; a race at worst fetches a schema twice.
@@ -205,6 +233,7 @@ class SchemaRegistry:
             "User-Agent": f"inkit-connector/{__version__}",
         }
         self._schemas: dict[int, WriterSchema | InvalidSchema] = {}
+        self._json_ids: dict[int, str | None] = {}  # schema id -> why it is not JSON Schema
         self._ids: dict[tuple[str, str], int] = {}
 
     def close(self) -> None:
@@ -215,7 +244,10 @@ class SchemaRegistry:
         cached = self._schemas.get(schema_id)
         if cached is None:
             try:
-                cached = parse_writer_schema(schema_id, self._fetch(schema_id))
+                payload = self._fetch(schema_id)
+                named: dict[str, Any] = {}
+                self._resolve(schema_id, payload, named, set())
+                cached = parse_writer_schema(schema_id, payload["schema"], named)
             except InvalidSchema as exc:  # cached too: the schema behind an id never changes
                 cached = exc
             self._schemas[schema_id] = cached
@@ -223,24 +255,67 @@ class SchemaRegistry:
             raise cached
         return cached
 
-    def register(self, subject: str, schema_text: str) -> int:
+    def check_json_schema(self, schema_id: int) -> None:
+        """Raise ``SchemaNotFound`` or ``InvalidSchema`` unless ``schema_id`` is a JSON Schema."""
+        if schema_id not in self._json_ids:
+            payload = self._fetch(schema_id)
+            schema_type = payload.get("schemaType", "AVRO")
+            self._json_ids[schema_id] = (
+                None
+                if schema_type == "JSON"
+                else f"schema {schema_id} is a {schema_type} schema, not JSON"
+            )
+        failure = self._json_ids[schema_id]
+        if failure is not None:
+            raise InvalidSchema(failure)  # a fresh one: a re-raised instance grows its traceback
+
+    def register(self, subject: str, schema_text: str, schema_type: str = "AVRO") -> int:
         key = (subject, schema_text)
         if key not in self._ids:
             path = f"/subjects/{quote(subject, safe='')}/versions"
-            payload = self._call("POST", path, json={"schema": schema_text})
+            body = {"schema": schema_text}
+            if schema_type != "AVRO":
+                body["schemaType"] = schema_type
+            payload = self._call("POST", path, json=body)
             schema_id = payload.get("id")
             if not isinstance(schema_id, int):
                 raise RegistryUnavailable("registry answered a registration without an id")
             self._ids[key] = schema_id
         return self._ids[key]
 
-    def _fetch(self, schema_id: int) -> str:
+    def _fetch(self, schema_id: int) -> dict[str, Any]:
         payload = self._call("GET", f"/schemas/ids/{schema_id}", not_found=schema_id)
+        if not isinstance(payload.get("schema"), str):
+            raise InvalidSchema(f"schema {schema_id} has no schema text")
+        return payload
+
+    def _resolve(
+        self, schema_id: int, payload: dict[str, Any], named: dict[str, Any], seen: set[str]
+    ) -> None:
+        """Parse into ``named`` every schema ``payload`` references, depth first (a reference
+        may have references of its own); a reference cycle is cut at the second visit."""
         schema_type = payload.get("schemaType", "AVRO")
-        text = payload.get("schema")
-        if schema_type != "AVRO" or not isinstance(text, str):
+        if schema_type != "AVRO":
             raise InvalidSchema(f"schema {schema_id} is a {schema_type} schema, not Avro")
-        return text
+        references = payload.get("references") or []
+        if not isinstance(references, list):
+            raise InvalidSchema(f"schema {schema_id} has malformed references")
+        for ref in references:
+            subject, version = (
+                (ref.get("subject"), ref.get("version")) if isinstance(ref, dict) else (None, None)
+            )
+            if not isinstance(subject, str) or not isinstance(version, int):
+                raise InvalidSchema(f"schema {schema_id} has a malformed reference")
+            key = f"{subject}/{version}"
+            if key in seen:
+                continue
+            seen.add(key)
+            path = f"/subjects/{quote(subject, safe='')}/versions/{version}"
+            referenced = self._call("GET", path, not_found=schema_id)
+            if not isinstance(referenced.get("schema"), str):
+                raise InvalidSchema(f"a schema referenced by {schema_id} has no schema text")
+            self._resolve(schema_id, referenced, named, seen)
+            parse_referenced(schema_id, referenced["schema"], named)
 
     def _call(
         self, method: str, path: str, *, json: Any = None, not_found: int | None = None

@@ -1,15 +1,14 @@
-"""Kafka record values to SegmentMessage: the json, avro and confluent-avro decoders."""
+"""Kafka record values to SegmentMessage: the json, avro, confluent-avro and confluent-json
+decoders."""
 
 from __future__ import annotations
 
+import functools
 import io
-import json
 import math
-import re
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from enum import StrEnum
 from typing import Any
 
 import fastavro
@@ -18,7 +17,9 @@ from fastavro import _read_py  # pure-Python reader: raises RecursionError inste
 from fastavro.read import SchemaResolutionError
 
 from connector.errors import ConfigError, DecodeError
-from connector.events import avro
+from connector.events import avro, shape
+from connector.events.reasons import DecodeReason as DecodeReason, fail as _fail
+from connector.events.segment import message_from_json_bytes
 from connector.models import SegmentMessage
 from connector.settings import Settings
 
@@ -26,33 +27,6 @@ from connector.settings import Settings
 MAX_RECORD_BYTES = 1_048_576
 
 Reader = Callable[..., Any]
-
-
-class DecodeReason(StrEnum):
-    """Why a record could not be decoded. A closed set: used as a metric label and DLQ header."""
-
-    TOMBSTONE = "tombstone"  # the record value is null (a compaction tombstone)
-    EMPTY_VALUE = "empty_value"
-    TOO_LARGE = "too_large"
-    BAD_MAGIC_BYTE = "bad_magic_byte"
-    UNKNOWN_SCHEMA_ID = "unknown_schema_id"
-    INVALID_WRITER_SCHEMA = "invalid_writer_schema"
-    TRUNCATED = "truncated"
-    TRAILING_BYTES = "trailing_bytes"
-    INVALID_AVRO = "invalid_avro"
-    TYPE_MISMATCH = "type_mismatch"
-    INVALID_UTF8 = "invalid_utf8"
-    INVALID_JSON = "invalid_json"
-    NOT_AN_OBJECT = "not_an_object"
-    MISSING_TYPE = "missing_type"
-    MISSING_IDENTITY = "missing_identity"
-    INVALID_FIELD = "invalid_field"
-    INVALID_NUMBER = "invalid_number"
-    TOO_DEEP = "too_deep"
-
-
-def _fail(reason: DecodeReason, detail: str) -> DecodeError:
-    return DecodeError(detail, reason=reason.value)
 
 
 class Decoder(ABC):
@@ -91,79 +65,148 @@ class JsonDecoder(Decoder):
     """Segment's own JSON (camelCase keys, as its HTTP API and webhooks emit it), UTF-8."""
 
     def decode(self, value: bytes | None) -> SegmentMessage:
-        data = self._checked(value)
+        return message_from_json_bytes(self._checked(value))
+
+
+class AvroBody:
+    """How Avro bodies written with one writer schema are read. Built once per schema.
+
+    A body written with the bundled schema is read with it directly (the fast path). Any other
+    writer schema is read with itself alone, as a generic datum, then read by shape
+    (``shape.message_from_datum``): a producer's own Segment-shaped schema needs no resolution
+    against ours. ``message`` raises only ``DecodeError``.
+    """
+
+    def __init__(self, writer: avro.WriterSchema) -> None:
+        self._fast = writer.same_as_reader
+        self._convert: shape.Convert | None = None
+        if self._fast:
+            self._schema: Any = avro.reader_schema()
+            self._read: Reader = fastavro.schemaless_reader
+            return
+        self._schema = writer.parsed
+        base = (
+            _read_py.schemaless_reader if writer.needs_safe_reader else fastavro.schemaless_reader
+        )
+        # Records in unions come back as (name, value), so the converter knows the branch.
+        self._read = functools.partial(base, return_record_name=True)
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _fail(DecodeReason.INVALID_UTF8, "the record value is not UTF-8") from None
-        try:
-            obj = json.loads(text, parse_constant=_reject_constant)
+            self._convert = shape.compile_converter(writer.parsed)
         except RecursionError:
-            raise _fail(DecodeReason.TOO_DEEP, "the JSON nests too deeply") from None
-        except ValueError:
-            raise _fail(DecodeReason.INVALID_JSON, "the record value is not valid JSON") from None
-        # "\ud800" escapes decode to lone surrogates, which cannot be sent on as UTF-8 later.
-        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(obj):
-            raise _fail(DecodeReason.INVALID_UTF8, "the JSON escapes a lone UTF-16 surrogate")
-        if not isinstance(obj, dict):
-            raise _fail(DecodeReason.NOT_AN_OBJECT, "the JSON value is not an object")
-        return message_from_json(obj)
+            raise _fail(
+                DecodeReason.INVALID_WRITER_SCHEMA,
+                f"schema {writer.schema_id} nests too deeply to be read",
+            ) from None
+
+    def message(self, data: bytes, offset: int) -> SegmentMessage:
+        record = _read(data, offset, self._read, self._schema, None)
+        if self._convert is None:
+            return message_from_avro(record)
+        return shape.message_from_datum(record, self._convert)
 
 
 class AvroDecoder(Decoder):
-    """Bare Avro binary written with the bundled schema (``schemas/identify.avsc``)."""
+    """Bare Avro binary, written with the bundled schema (``schemas/identify.avsc``) or with the
+    writer schema given (``AVRO_SCHEMA_FILE``), which is then read by shape."""
 
-    def __init__(self, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
+    def __init__(
+        self, max_record_bytes: int = MAX_RECORD_BYTES, writer: avro.WriterSchema | None = None
+    ) -> None:
         super().__init__(max_record_bytes)
-        self._schema = avro.reader_schema()
+        self._body = AvroBody(writer or avro.bundled_writer_schema())
 
     def decode(self, value: bytes | None) -> SegmentMessage:
-        data = self._checked(value)
-        return message_from_avro(_read(data, 0, fastavro.schemaless_reader, self._schema, None))
+        return self._body.message(self._checked(value), 0)
 
 
-class ConfluentAvroDecoder(Decoder):
-    """Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro body.
-
-    The writer schema comes from the registry (once per id) and is resolved against the bundled
-    reader schema, so producers may add or drop optional fields.
-    """
+class _ConfluentDecoder(Decoder):
+    """The Confluent wire format: magic byte 0, 4-byte big-endian schema id, then the body."""
 
     def __init__(
         self, registry: avro.SchemaRegistry, max_record_bytes: int = MAX_RECORD_BYTES
     ) -> None:
         super().__init__(max_record_bytes)
         self._registry = registry
-        self._reader = avro.reader_schema()
 
     def close(self) -> None:
         self._registry.close()
 
-    def decode(self, value: bytes | None) -> SegmentMessage:
-        data = self._checked(value)
+    def _schema_id(self, data: bytes) -> int:
         if data[0] != avro.MAGIC_BYTE:
             raise _fail(DecodeReason.BAD_MAGIC_BYTE, f"magic byte is {data[0]}, expected 0")
         if len(data) < avro.HEADER.size:
             raise _fail(DecodeReason.TRUNCATED, "the record is shorter than the 5-byte header")
-        _, schema_id = avro.HEADER.unpack_from(data)
+        schema_id: int = avro.HEADER.unpack_from(data)[1]
+        return schema_id
+
+
+def _registry_failure(schema_id: int, exc: Exception) -> DecodeError:
+    if isinstance(exc, avro.SchemaNotFound):
+        return _fail(
+            DecodeReason.UNKNOWN_SCHEMA_ID,
+            f"schema id {schema_id} (or a schema it references) is not in the registry",
+        )
+    return _fail(DecodeReason.INVALID_WRITER_SCHEMA, str(exc))
+
+
+class ConfluentAvroDecoder(_ConfluentDecoder):
+    """Confluent Avro: the body is read with its writer schema from the registry.
+
+    The writer schema (and the schemas it references) is fetched, parsed and compiled once per
+    id. Our bundled schema takes the fast path; any other Segment-shaped schema is read by shape.
+    """
+
+    def __init__(
+        self, registry: avro.SchemaRegistry, max_record_bytes: int = MAX_RECORD_BYTES
+    ) -> None:
+        super().__init__(registry, max_record_bytes)
+        self._bodies: dict[int, AvroBody | DecodeError] = {}
+
+    def decode(self, value: bytes | None) -> SegmentMessage:
+        data = self._checked(value)
+        schema_id = self._schema_id(data)
+        body = self._bodies.get(schema_id)
+        if body is None:
+            body = self._body(schema_id)
+        if isinstance(body, DecodeError):
+            # A fresh error per record: re-raising one cached instance would grow its traceback.
+            raise DecodeError(body.detail, reason=body.reason)
+        return body.message(data, avro.HEADER.size)
+
+    def _body(self, schema_id: int) -> AvroBody | DecodeError:
         try:
             writer = self._registry.writer_schema(schema_id)
-        except avro.SchemaNotFound:
-            raise _fail(
-                DecodeReason.UNKNOWN_SCHEMA_ID, f"schema id {schema_id} is not in the registry"
-            ) from None
+        except avro.SchemaNotFound as exc:  # not cached: a lagging replica may know it soon
+            raise _registry_failure(schema_id, exc) from None
         except avro.InvalidSchema as exc:
-            raise _fail(DecodeReason.INVALID_WRITER_SCHEMA, str(exc)) from None
-        if writer.same_as_reader:
-            record = _read(data, avro.HEADER.size, fastavro.schemaless_reader, self._reader, None)
+            body: AvroBody | DecodeError = _registry_failure(schema_id, exc)
         else:
-            read = (
-                _read_py.schemaless_reader
-                if writer.needs_safe_reader
-                else fastavro.schemaless_reader
-            )
-            record = _read(data, avro.HEADER.size, read, writer.parsed, self._reader)
-        return message_from_avro(record)
+            try:
+                body = AvroBody(writer)
+            except DecodeError as exc:
+                body = exc.with_traceback(None)  # kept for ever: hold no frames
+        self._bodies[schema_id] = body  # the schema behind an id never changes
+        return body
+
+
+class ConfluentJsonDecoder(_ConfluentDecoder):
+    """Confluent JSON Schema wire format: the header, then Segment JSON (UTF-8).
+
+    The schema id must name a JSON Schema in the registry (checked once per id); the body is
+    then read exactly as the json format reads a value. The JSON Schema itself is not applied:
+    Segment's own rules decide what is readable.
+    """
+
+    def decode(self, value: bytes | None) -> SegmentMessage:
+        data = self._checked(value)
+        schema_id = self._schema_id(data)
+        try:
+            self._registry.check_json_schema(schema_id)
+        except (avro.SchemaNotFound, avro.InvalidSchema) as exc:
+            raise _registry_failure(schema_id, exc) from None
+        if len(data) == avro.HEADER.size:
+            raise _fail(DecodeReason.EMPTY_VALUE, "the record has a header and no JSON")
+        return message_from_json_bytes(data[avro.HEADER.size :])
 
 
 def build_decoder(
@@ -172,19 +215,40 @@ def build_decoder(
     *,
     max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> Decoder:
-    """The decoder for ``settings.value_format``. ``http_client`` is for the schema registry."""
+    """The decoder for ``settings.value_format``. ``http_client`` is for the schema registry.
+    Raises ``ConfigError`` when ``AVRO_SCHEMA_FILE`` cannot be read or is not a usable schema."""
     if settings.value_format == "json":
         return JsonDecoder(max_record_bytes)
     if settings.value_format == "avro":
-        return AvroDecoder(max_record_bytes)
-    if settings.value_format == "confluent-avro":
+        return AvroDecoder(max_record_bytes, _schema_file(settings.avro_schema_file))
+    if settings.value_format in ("confluent-avro", "confluent-json"):
         if not settings.schema_registry_url:
-            raise ConfigError("KAFKA_VALUE_FORMAT=confluent-avro needs SCHEMA_REGISTRY_URL")
+            raise ConfigError(
+                f"KAFKA_VALUE_FORMAT={settings.value_format} needs SCHEMA_REGISTRY_URL"
+            )
         registry = avro.SchemaRegistry(
             settings.schema_registry_url, settings.schema_registry_user_info, http_client
         )
+        if settings.value_format == "confluent-json":
+            return ConfluentJsonDecoder(registry, max_record_bytes)
         return ConfluentAvroDecoder(registry, max_record_bytes)
     raise ValueError(f"unknown value format {settings.value_format!r}")
+
+
+def _schema_file(path: str | None) -> avro.WriterSchema | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"AVRO_SCHEMA_FILE {path} cannot be read") from exc
+    try:
+        writer = avro.parse_writer_schema(0, text)
+        AvroBody(writer)
+    except (avro.InvalidSchema, DecodeError) as exc:
+        raise ConfigError(f"AVRO_SCHEMA_FILE {path} is not a usable Avro record schema") from exc
+    return writer
 
 
 def _read(data: bytes, offset: int, read: Reader, writer: Any, reader: Any) -> dict[str, Any]:
@@ -257,102 +321,3 @@ def _unwrap(wrapped: Mapping[str, Any]) -> Any:
     if kind is float and not math.isfinite(value):
         raise _fail(DecodeReason.INVALID_NUMBER, "a number is NaN or infinite")
     return value
-
-
-# Segment's camelCase names, with the snake_case spelling some pipelines use as a fallback
-# (Segment: "the casing on these fields will vary by customer").
-_ID_FIELDS = (
-    ("userId", "user_id"),
-    ("anonymousId", "anonymous_id"),
-    ("messageId", "message_id"),
-    ("timestamp", "timestamp"),
-    ("sentAt", "sent_at"),
-    ("receivedAt", "received_at"),
-    ("originalTimestamp", "original_timestamp"),
-    ("channel", "channel"),
-)
-
-
-def message_from_json(obj: Mapping[str, Any]) -> SegmentMessage:
-    """A ``SegmentMessage`` from a parsed Segment JSON object; ``DecodeError`` if it is not one."""
-    event_type = obj.get("type")
-    if not isinstance(event_type, str) or not event_type.strip():
-        raise _fail(DecodeReason.MISSING_TYPE, "the message has no type string")
-    fields: dict[str, str | None] = {}
-    for camel, snake in _ID_FIELDS:
-        value = obj.get(camel)
-        if value is None:
-            value = obj.get(snake)
-        if value is not None and not isinstance(value, str):
-            raise _fail(DecodeReason.INVALID_FIELD, f"{camel} must be a string")
-        fields[camel] = value
-    user_id = fields["userId"] or None
-    anonymous_id = fields["anonymousId"] or None
-    if user_id is None and anonymous_id is None:
-        raise _fail(DecodeReason.MISSING_IDENTITY, "the message has neither userId nor anonymousId")
-    return SegmentMessage(
-        type=event_type,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        message_id=fields["messageId"],
-        timestamp=fields["timestamp"],
-        sent_at=fields["sentAt"],
-        received_at=fields["receivedAt"],
-        original_timestamp=fields["originalTimestamp"],
-        traits=_json_object(obj, "traits"),
-        context=_json_object(obj, "context"),
-        integrations=_json_object(obj, "integrations"),
-        version=segment_version(obj.get("version")),
-        channel=fields["channel"],
-    )
-
-
-def segment_version(value: Any) -> str | None:
-    """Segment's ``version`` as text: examples show both ``"1.1"`` and ``2``."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _fail(DecodeReason.INVALID_NUMBER, "version is NaN or infinite")
-        return str(value)
-    raise _fail(DecodeReason.INVALID_FIELD, "version must be a string or a number")
-
-
-def _json_object(obj: Mapping[str, Any], name: str) -> dict[str, Any]:
-    value = obj.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _fail(DecodeReason.INVALID_FIELD, f"{name} must be an object")
-    for item in value.values():
-        _check_json_value(item, avro.MAX_NESTING)
-    return value
-
-
-def _check_json_value(value: Any, budget: int) -> None:
-    """Same limits as the Avro schema: at most MAX_NESTING containers deep, finite numbers."""
-    kind = type(value)
-    if kind is dict or kind is list:
-        if budget == 0:
-            raise _fail(
-                DecodeReason.TOO_DEEP, f"a value nests more than {avro.MAX_NESTING} containers"
-            )
-        for item in value.values() if kind is dict else value:
-            _check_json_value(item, budget - 1)
-    elif kind is float and not math.isfinite(value):
-        raise _fail(DecodeReason.INVALID_NUMBER, "a number is too large for a double")
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
-
-
-def _has_lone_surrogate(obj: Any) -> bool:
-    try:
-        json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

@@ -1,4 +1,4 @@
-"""Segment events to record values in the three formats: for `produce`, tests and benchmarks."""
+"""Segment events to record values in the four formats: for `produce`, tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -12,9 +12,28 @@ from typing import Any
 import fastavro
 
 from connector.events import avro
-from connector.events.decoding import segment_version
+from connector.events.segment import segment_version
 
-FORMATS = ("confluent-avro", "avro", "json")
+FORMATS = ("confluent-avro", "avro", "json", "confluent-json")
+# The JSON Schema the confluent-json encoder registers: Segment's Identify, open to extra keys.
+IDENTIFY_JSON_SCHEMA = json.dumps(
+    {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "SegmentIdentify",
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string"},
+            "userId": {"type": ["string", "null"]},
+            "anonymousId": {"type": ["string", "null"]},
+            "messageId": {"type": ["string", "null"]},
+            "traits": {"type": "object"},
+            "context": {"type": "object"},
+            "integrations": {"type": "object"},
+        },
+    },
+    sort_keys=True,
+)
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _MESSAGE_FIELDS = (
     "messageId",
@@ -93,18 +112,39 @@ class ConfluentAvroEncoder(AvroEncoder):
         self._registry.close()
 
 
+class ConfluentJsonEncoder(JsonEncoder):
+    """Confluent JSON Schema wire format: the header, then compact JSON. Registers
+    ``IDENTIFY_JSON_SCHEMA`` (schemaType JSON) under ``subject`` on first use."""
+
+    def __init__(self, registry: avro.SchemaRegistry, subject: str) -> None:
+        self._registry = registry
+        self._subject = subject
+        self._header: bytes | None = None
+
+    def encode(self, event: Mapping[str, Any]) -> bytes:
+        if self._header is None:
+            schema_id = self._registry.register(self._subject, IDENTIFY_JSON_SCHEMA, "JSON")
+            self._header = avro.HEADER.pack(avro.MAGIC_BYTE, schema_id)
+        return self._header + super().encode(event)
+
+    def close(self) -> None:
+        self._registry.close()
+
+
 def build_encoder(
     fmt: str, *, registry: avro.SchemaRegistry | None = None, topic: str | None = None
 ) -> Encoder:
-    """The encoder for ``fmt``; confluent-avro needs a registry and the topic (subject
-    ``<topic>-value``, Confluent's TopicNameStrategy)."""
+    """The encoder for ``fmt``; confluent-avro and confluent-json need a registry and the topic
+    (subject ``<topic>-value``, Confluent's TopicNameStrategy)."""
     if fmt == "json":
         return JsonEncoder()
     if fmt == "avro":
         return AvroEncoder()
-    if fmt == "confluent-avro":
+    if fmt in ("confluent-avro", "confluent-json"):
         if registry is None or not topic:
-            raise ValueError("confluent-avro needs a schema registry and a topic")
+            raise ValueError(f"{fmt} needs a schema registry and a topic")
+        if fmt == "confluent-json":
+            return ConfluentJsonEncoder(registry, f"{topic}-value")
         return ConfluentAvroEncoder(registry, f"{topic}-value")
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 

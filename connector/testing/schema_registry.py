@@ -63,13 +63,15 @@ def _schema_key(schema: dict[str, Any]) -> str:
     return f"{schema_type}|{refs}|{text}"
 
 
-def _check_schema(schema: Any) -> dict[str, Any]:
+def _check_schema(schema: Any, named: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stored form of a registration body; ``named`` holds the Avro schemas its
+    ``references`` name (``SchemaRegistry._referenced``), already parsed."""
     if not isinstance(schema, dict) or not isinstance(schema.get("schema"), str):
         raise RegistryError(422, INVALID_SCHEMA, "body must hold a 'schema' string")
     clean = {k: schema[k] for k in ("schema", "schemaType", "references") if schema.get(k)}
     if clean.get("schemaType", "AVRO") == "AVRO":
         try:
-            fastavro.parse_schema(json.loads(clean["schema"]))
+            fastavro.parse_schema(json.loads(clean["schema"]), named_schemas=dict(named or {}))
         except (SchemaParseException, ValueError, TypeError, KeyError, AttributeError) as exc:
             # fastavro reports malformed input through several unrelated types.
             raise RegistryError(422, INVALID_SCHEMA, f"invalid Avro schema: {exc}") from exc
@@ -145,10 +147,46 @@ class SchemaRegistry:
     def set_unavailable(self, unavailable: bool) -> None:
         self._unavailable = unavailable
 
-    def register(self, subject: str, schema_str: str, schema_type: str = "AVRO") -> int:
-        """Register directly (no HTTP); same schema → same id. Returns the schema id."""
-        schema = _check_schema({"schema": schema_str, "schemaType": schema_type})
-        return int(self._register(subject, schema)["id"])
+    def register(
+        self,
+        subject: str,
+        schema_str: str,
+        schema_type: str = "AVRO",
+        references: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Register directly (no HTTP); same schema → same id. Returns the schema id.
+
+        ``references`` as Confluent spells them: ``[{"name", "subject", "version"}]``, each a
+        version already registered here."""
+        body = {"schema": schema_str, "schemaType": schema_type, "references": references}
+        return int(self._register(subject, self._checked(body))["id"])
+
+    def _checked(self, body: Any) -> dict[str, Any]:
+        """``_check_schema`` with the schemas that ``body``'s references name."""
+        with self._lock:
+            named = self._referenced(body.get("references") if isinstance(body, dict) else None)
+        return _check_schema(body, named)
+
+    def _referenced(self, references: Any, named: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Parse every referenced Avro schema (depth first) into one named-schemas dict, as
+        Confluent's registry does to validate a schema with references. Lock held."""
+        named = {} if named is None else named
+        if references is None:
+            return named
+        if not isinstance(references, list):
+            raise RegistryError(422, INVALID_SCHEMA, "references must be a list")
+        for ref in references:
+            subject = ref.get("subject") if isinstance(ref, dict) else None
+            version = ref.get("version") if isinstance(ref, dict) else None
+            versions = self._state.subjects.get(subject) if isinstance(subject, str) else None
+            if not versions or not isinstance(version, int) or not 1 <= version <= len(versions):
+                raise RegistryError(422, INVALID_SCHEMA, f"Invalid schema reference {ref}")
+            target = self._state.schemas[versions[version - 1]]
+            self._referenced(target.get("references"), named)
+            if target.get("schemaType", "AVRO") == "AVRO":
+                with contextlib.suppress(SchemaParseException, ValueError):
+                    fastavro.parse_schema(json.loads(target["schema"]), named_schemas=named)
+        return named
 
     # --- request handling, called from handler threads ---------------------------------------
 
@@ -197,7 +235,7 @@ class SchemaRegistry:
             and parts[0] == "subjects"
             and parts[2] == "versions"
         ):
-            view = self._register(parts[1], _check_schema(body))
+            view = self._register(parts[1], self._checked(body))
             with self._lock:
                 return {**view, **self._state.schemas[view["id"]]}
         with self._lock:
@@ -223,7 +261,16 @@ class SchemaRegistry:
                 return [{"subject": s, "version": n} for s, n in uses]
             case ("POST", "subjects", subject):
                 versions = self._versions(subject)
-                found = st.ids_by_key.get(_schema_key(_check_schema(body)))
+                found = st.ids_by_key.get(
+                    _schema_key(
+                        _check_schema(
+                            body,
+                            self._referenced(
+                                body.get("references") if isinstance(body, dict) else None
+                            ),
+                        )
+                    )
+                )
                 if found is None or found not in versions:
                     raise RegistryError(404, SCHEMA_NOT_FOUND, "Schema not found")
                 view = self._version_view(subject, versions.index(found) + 1)

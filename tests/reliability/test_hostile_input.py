@@ -60,7 +60,7 @@ HUGE_VALID = 4  # valid events whose one trait is ~900 kB: delivered, not refuse
 RSS_BOUND_MB = 256  # stated bound for the connector process under this input
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schemas"
 
-# A writer that calls `type` a long: it cannot resolve to the reader schema (wrong types).
+# A writer that calls `type` a long: read by shape, `type` is not a string (wrong types).
 WRONG_TYPES_SCHEMA = json.dumps(
     {
         "type": "record",
@@ -168,7 +168,7 @@ PINNED: dict[str, Outcome] = {
     "unknown_schema_id": ("dead_lettered", "unknown_schema_id"),
     "invalid_utf8": ("dead_lettered", "invalid_utf8"),
     "trailing_bytes": ("dead_lettered", "trailing_bytes"),
-    "deep_traits": ("dead_lettered", "type_mismatch"),
+    "deep_traits": ("dead_lettered", "too_deep"),
     "huge_traits": ("delivered", "ok"),
     "wrong_types": ("dead_lettered", "type_mismatch"),
     "not_identify": ("skipped", "not_identify"),

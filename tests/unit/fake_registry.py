@@ -23,6 +23,8 @@ class FakeRegistry:
         self.requests: list[httpx.Request] = []
         self.fail_with: int | Exception | None = None
         self.schema_type: dict[int, str] = {}
+        self.references: dict[int, list[dict[str, object]]] = {}
+        self.versions: dict[tuple[str, int], int] = {}  # (subject, version) -> schema id
 
     def add(self, schema_text: str, schema_id: int | None = None) -> int:
         schema_id = schema_id or len(self.schemas) + 1
@@ -40,17 +42,30 @@ class FakeRegistry:
             schema_id = int(parts[2])
             if schema_id not in self.schemas:
                 return httpx.Response(404, json={"error_code": 40403, "message": "not found"})
-            body = {"schema": self.schemas[schema_id]}
-            if schema_id in self.schema_type:
-                body["schemaType"] = self.schema_type[schema_id]
-            return httpx.Response(200, json=body)
+            return httpx.Response(200, json=self._view(schema_id))
+        if request.method == "GET" and parts[0] == "subjects" and parts[2] == "versions":
+            found = self.versions.get((parts[1], int(parts[3])))
+            if found is None:
+                return httpx.Response(404, json={"error_code": 40402, "message": "not found"})
+            return httpx.Response(200, json=self._view(found))
         if request.method == "POST" and parts[0] == "subjects" and parts[2] == "versions":
-            text = json.loads(request.content)["schema"]
+            body = json.loads(request.content)
+            text = body["schema"]
             known = [i for i, existing in self.schemas.items() if existing == text]
             schema_id = known[0] if known else self.add(text)
+            if "schemaType" in body:
+                self.schema_type[schema_id] = body["schemaType"]
             self.subjects[parts[1]] = schema_id
             return httpx.Response(200, json={"id": schema_id})
         return httpx.Response(405)
+
+    def _view(self, schema_id: int) -> dict[str, object]:
+        body: dict[str, object] = {"schema": self.schemas[schema_id]}
+        if schema_id in self.schema_type:
+            body["schemaType"] = self.schema_type[schema_id]
+        if schema_id in self.references:
+            body["references"] = self.references[schema_id]
+        return body
 
     def client(self) -> httpx.Client:
         return httpx.Client(transport=httpx.MockTransport(self.handler))

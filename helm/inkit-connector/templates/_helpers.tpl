@@ -204,10 +204,10 @@ secretReloader is off).
 {{- end }}
 
 {{/*
-"true" when the connector reads the Schema Registry: only the confluent-avro format does.
+"true" when the connector reads the Schema Registry: the confluent-avro and confluent-json formats do.
 */}}
 {{- define "inkit-connector.usesRegistry" -}}
-{{- if and (eq .Values.kafka.valueFormat "confluent-avro") .Values.schemaRegistry.url }}true{{ end }}
+{{- if and (hasPrefix "confluent-" .Values.kafka.valueFormat) .Values.schemaRegistry.url }}true{{ end }}
 {{- end }}
 
 {{/*

@@ -15,8 +15,8 @@ Included once, from deployment.yaml.
 {{- if and $v.kafka.dlqTopic (eq $v.kafka.dlqTopic $v.kafka.topic) }}
 {{- fail "kafka.dlqTopic must differ from kafka.topic" }}
 {{- end }}
-{{- if and (eq $v.kafka.valueFormat "confluent-avro") (not $v.schemaRegistry.url) }}
-{{- fail "kafka.valueFormat=confluent-avro needs schemaRegistry.url (or set kafka.valueFormat to avro or json)" }}
+{{- if and (hasPrefix "confluent-" $v.kafka.valueFormat) (not $v.schemaRegistry.url) }}
+{{- fail (printf "kafka.valueFormat=%s needs schemaRegistry.url (or set kafka.valueFormat to avro or json)" $v.kafka.valueFormat) }}
 {{- end }}
 
 {{- /* Credentials: exactly one source each. */}}
