@@ -234,6 +234,9 @@ def command_for(v: Variant, ctx: dict[str, Any], group: str) -> tuple[list[str],
                 "KAFKA_TOPIC": ctx["topic"],
                 "KAFKA_DLQ_TOPIC": f"{ctx['topic']}.dlq",
                 "KAFKA_GROUP_ID": group,
+                # Each run its own sent-ledger: the variants read the same events, and a shared
+                # ledger would skip every event the previous variant delivered.
+                "KAFKA_LEDGER_TOPIC": f"{ctx['topic']}.sent.{group}",
                 "KAFKA_VALUE_FORMAT": "avro",
                 "INKIT_API_URL": url,
                 "INKIT_API_KEY": key,
@@ -531,6 +534,7 @@ def variants(only: set[str]) -> list[Variant]:
         Variant("naive", "naive"),
         Variant("quix", "quix", concurrency=16),
         Variant("connector-default", "connector"),
+        Variant("connector-ledger-off", "connector", env={"LEDGER_ENABLED": "false"}),
         Variant("connector-tuned", "connector", env=dict(TUNED_ENV)),
         Variant("floor-64", "floor", concurrency=64),
         Variant("floor-256", "floor", concurrency=256),

@@ -163,6 +163,27 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "at it, nothing new is sent until a commit lands. Bounds what a crash can send twice, "
         "also while Kafka cannot take commits.",
     ),
+    SettingDoc(
+        "LEDGER_ENABLED",
+        "true",
+        "Remember every event Inkit accepted in a compacted Kafka topic and never send it again "
+        "within `DEDUPE_WINDOW_HOURS` (replays, group resets, duplicates, crashes).",
+    ),
+    SettingDoc(
+        "KAFKA_LEDGER_TOPIC",
+        "`<KAFKA_TOPIC>.sent`",
+        "The sent-ledger topic (`cleanup.policy=compact`); `run` creates it when missing.",
+    ),
+    SettingDoc(
+        "DEDUPE_WINDOW_HOURS",
+        "720",
+        "How long a sent event is remembered (30 days; Segment's own dedupe window was 24 h).",
+    ),
+    SettingDoc(
+        "MAX_EVENT_AGE_HOURS",
+        "",
+        "Skip (reason `too_old`) events whose Kafka timestamp is older; unset: no limit.",
+    ),
     SettingDoc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     SettingDoc("LOG_FORMAT", "text", "`text` or `json` (one JSON object per line)."),
 )
@@ -204,6 +225,10 @@ class Settings:
     commit_interval_s: float = 1.0
     max_buffered_records: int = 1000
     max_uncommitted_records: int = 256
+    ledger_enabled: bool = True
+    ledger_topic: str = ""
+    dedupe_window_s: float = 720 * 3600.0
+    max_event_age_s: float | None = None
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -290,6 +315,10 @@ class Settings:
             max_uncommitted_records=r.integer(
                 "MAX_UNCOMMITTED_RECORDS", 4 * max_in_flight, low=1, high=10_000_000
             ),
+            ledger_enabled=r.flag("LEDGER_ENABLED", True),
+            ledger_topic=r.text("KAFKA_LEDGER_TOPIC") or (f"{topic}.sent" if topic else ""),
+            dedupe_window_s=3600 * r.number("DEDUPE_WINDOW_HOURS", 720.0, low=0.0, high=87_600),
+            max_event_age_s=_hours(r.optional_number("MAX_EVENT_AGE_HOURS", low=0.0, high=87_600)),
             log_level=r.choice(
                 "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
             ),
@@ -298,6 +327,9 @@ class Settings:
         if settings.dlq_topic and settings.dlq_topic == settings.topic:
             raise ConfigError("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC")
         _check_rate_limit(settings)
+        ledger = settings.ledger_topic
+        if settings.ledger_enabled and ledger and ledger in (settings.topic, settings.dlq_topic):
+            raise ConfigError("KAFKA_LEDGER_TOPIC must differ from KAFKA_TOPIC and KAFKA_DLQ_TOPIC")
         return settings
 
     def redacted(self) -> dict[str, Any]:
@@ -336,6 +368,10 @@ class Settings:
             "COMMIT_INTERVAL_SECONDS": self.commit_interval_s,
             "MAX_BUFFERED_RECORDS": self.max_buffered_records,
             "MAX_UNCOMMITTED_RECORDS": self.max_uncommitted_records,
+            "LEDGER_ENABLED": self.ledger_enabled,
+            "KAFKA_LEDGER_TOPIC": self.ledger_topic,
+            "DEDUPE_WINDOW_HOURS": self.dedupe_window_s / 3600,
+            "MAX_EVENT_AGE_HOURS": _hours_back(self.max_event_age_s),
             "LOG_LEVEL": self.log_level,
             "LOG_FORMAT": self.log_format,
         }
@@ -361,6 +397,14 @@ def _check_rate_limit(settings: Settings) -> None:
             )
     elif settings.rate_limit_adaptive and settings.rate_limit_min > settings.rate_limit:
         raise ConfigError("INKIT_RATE_LIMIT_MIN must not exceed INKIT_RATE_LIMIT")
+
+
+def _hours(hours: float | None) -> float | None:
+    return None if hours is None else hours * 3600.0
+
+
+def _hours_back(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds / 3600.0
 
 
 def _mask(value: str | None) -> str | None:

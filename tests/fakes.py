@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.errors import DecodeError, MappingError
 from connector.models import InkitRequest, SegmentMessage, Skip
@@ -59,11 +59,18 @@ class FakeConsumer:
     commits: list[list[TopicPartition]] = field(default_factory=list)
     committed_offsets: dict[int, int] = field(default_factory=dict)
     committed_metadata: dict[int, str] = field(default_factory=dict)
+    # Kept across revoke and a later assign, as librdkafka keeps the application's pause flag
+    # (issue #13, defect 2: reproduced on Kafka 4.1 / confluent-kafka 2.16, both protocols;
+    # tests/integration/test_stalls.py repeats it on the project's broker).
     paused: set[int] = field(default_factory=set)
     position: dict[int, int] = field(default_factory=dict)
     assigned: set[int] = field(default_factory=set)
     on_commit: Callable[[list[TopicPartition]], None] | None = None
     commits_fail: bool = False  # Kafka cannot take commits (a broker away, say)
+    # The broker's offset.metadata.max.bytes (4096 by default): a commit whose metadata is
+    # longer fails for that partition with OFFSET_METADATA_TOO_LARGE and changes nothing
+    # (Kafka's OffsetCommit handler; librdkafka reports it per partition in on_commit).
+    max_metadata_bytes: int = 4096
     lock: threading.Lock = field(default_factory=threading.Lock)
     _callbacks: dict[str, Any] = field(default_factory=dict)
     _pending_revoke: list[int] = field(default_factory=list)
@@ -133,16 +140,30 @@ class FakeConsumer:
                 self._commit_results.append((_FakeKafkaError(), offsets))
                 return None
             raise KafkaException(_FakeKafkaError())
-        if self.on_commit is not None:
+        too_large = [
+            tp for tp in offsets if len((tp.metadata or "").encode()) > self.max_metadata_bytes
+        ]
+        if too_large:
+            answered: list[Any] = [
+                CommitAnswer(tp.topic, tp.partition, tp.offset, tp.metadata, _too_large_error())
+                if tp in too_large
+                else tp
+                for tp in offsets
+            ]
+            offsets = [tp for tp in offsets if tp not in too_large]
+        else:
+            answered = offsets
+        if self.on_commit is not None and offsets:
             self.on_commit(offsets)
-        self.commits.append(offsets)
+        if offsets:
+            self.commits.append(offsets)
         for tp in offsets:
             self.committed_offsets[tp.partition] = tp.offset
             self.committed_metadata[tp.partition] = tp.metadata or ""
         if asynchronous:  # like librdkafka: the result comes through on_commit, from consume()
-            self._commit_results.append((None, offsets))
+            self._commit_results.append((None, answered))
             return None
-        return offsets
+        return answered
 
     def committed(self, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         return [
@@ -162,15 +183,47 @@ class FakeConsumer:
         pass
 
 
-class FakeProducer:
-    """Acks (or refuses) dead-letter copies on poll, like librdkafka's delivery callbacks."""
+@dataclass
+class CommitAnswer:
+    """A per-partition commit result carrying an error (confluent_kafka's TopicPartition.error
+    cannot be set from Python)."""
 
-    def __init__(self) -> None:
+    topic: str
+    partition: int
+    offset: int
+    metadata: str | None
+    error: Any
+
+
+def _too_large_error() -> KafkaError:
+    return KafkaError(KafkaError.OFFSET_METADATA_TOO_LARGE)
+
+
+class FakeProducer:
+    """Acks (or refuses) dead-letter copies on poll, like librdkafka's delivery callbacks.
+
+    ``max_message_bytes`` is the producer's message.max.bytes: like librdkafka, a larger message
+    is refused inside ``produce()`` with MSG_SIZE_TOO_LARGE (rd_kafka_producev checks the size
+    before queueing; confluent-kafka raises it as KafkaException), never in the delivery report.
+    tests/integration/test_stalls.py checks that on the real broker."""
+
+    def __init__(self, max_message_bytes: int = 1_000_000) -> None:
         self.produced: list[dict[str, Any]] = []
         self._callbacks: list[Callable[[], None]] = []
         self.fail_next = 0
+        self.max_message_bytes = max_message_bytes
+        self.raise_next = 0  # produce() raises a local error (queue full) this many times
 
-    def produce(self, topic: str, key: Any, value: Any, headers: Any, on_delivery: Any) -> None:
+    def produce(
+        self, topic: str, key: Any, value: Any, on_delivery: Any, headers: Any = None
+    ) -> None:
+        headers = headers or []
+        size = len(value or b"") + len(key or b"") + sum(len(k) + len(v) for k, v in headers)
+        if size > self.max_message_bytes:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        if self.raise_next > 0:
+            self.raise_next -= 1
+            raise BufferError("Local: Queue full")
         fail = self.fail_next > 0
         self.fail_next -= 1 if fail else 0
         err = _FakeKafkaError() if fail else None
@@ -203,7 +256,10 @@ class JsonDecoder:
             raise DecodeError("empty", reason="empty_value")
         data = json.loads(value)
         return SegmentMessage(
-            type=data["type"], user_id=data.get("userId"), traits=data.get("traits", {})
+            type=data["type"],
+            user_id=data.get("userId"),
+            message_id=data.get("messageId"),
+            traits=data.get("traits", {}),
         )
 
 

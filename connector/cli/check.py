@@ -19,6 +19,7 @@ from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
 from connector.errors import StartupError
+from connector.kafka.ledger_topic import ensure_ledger_topic, ledger_topic_state
 from connector.kafka.security_errors import explain as explain_security_error
 from connector.settings import Settings
 
@@ -165,6 +166,43 @@ def _certificate_error(exc: BaseException) -> str | None:
     return None
 
 
+def _quiet_admin(settings: Settings) -> AdminClient:
+    conf: dict[str, Any] = dict(settings.librdkafka_common())
+    conf["logger"] = logging.getLogger("connector.librdkafka")
+    conf["log_level"] = 2  # the one-line verdict, not librdkafka's per-attempt errors
+    return AdminClient(conf)
+
+
+def prepare_ledger(settings: Settings, partitions: int) -> str:
+    """`run`: make sure the sent-ledger topic exists and is compacted (creating it when it is
+    missing); StartupError with what to do otherwise. Returns what was done, for the log."""
+    return ensure_ledger_topic(_quiet_admin(settings), settings.ledger_topic, partitions)
+
+
+def check_ledger(settings: Settings, timeout_s: float = 10.0) -> CheckResult:
+    """The sent-ledger topic exists and is compacted, or `run` may create it."""
+    if not settings.ledger_enabled:
+        return CheckResult("sent-ledger", True, "off (LEDGER_ENABLED=false)")
+    topic = settings.ledger_topic
+    try:
+        policy = ledger_topic_state(_quiet_admin(settings), topic, timeout_s)
+    except KafkaException as exc:
+        return CheckResult("sent-ledger", False, f"{topic}: cannot describe it ({exc.args[0]})")
+    if policy is None:
+        return CheckResult(
+            "sent-ledger",
+            True,
+            f"{topic} does not exist yet: `run` creates it (needs CREATE on the cluster), or "
+            f"create it yourself: kafka-topics.sh --create --topic {topic} "
+            "--config cleanup.policy=compact",
+        )
+    if "compact" not in policy.split(","):
+        return CheckResult(
+            "sent-ledger", False, f"{topic} has cleanup.policy={policy}: it must be compact"
+        )
+    return CheckResult("sent-ledger", True, f"{topic} (cleanup.policy={policy})")
+
+
 def check_inkit(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
     """Inkit's host answers HTTP (any status): the network path and TLS work. Sends no data."""
     parts = urllib.parse.urlsplit(settings.inkit_api_url)
@@ -192,6 +230,7 @@ def run_checks(settings: Settings, emit: Callable[[CheckResult], None]) -> bool:
         results.append(CheckResult("dead-letter topic", True, settings.dlq_topic))
         protocol, why = group_protocol(settings)
         results.append(CheckResult("group protocol", True, f"{protocol}: {why}"))
+        results.append(check_ledger(settings))
     results.append(check_registry(settings))
     results.append(check_inkit(settings))
     for result in results:

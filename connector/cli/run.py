@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from connector import __version__
-from connector.cli.check import check_registry, group_protocol, kafka_topics
+from connector.cli.check import check_registry, group_protocol, kafka_topics, prepare_ledger
 from connector.delivery.handoff import admin_committed_reader
 from connector.delivery.processor import Processor
 from connector.errors import ConnectorError, ConsumerError, StartupError
@@ -41,6 +41,7 @@ from connector.kafka.consumer import (
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
 from connector.kafka.group_lag import GroupLagMonitor
+from connector.kafka.ledger import SentLedger
 from connector.models import InkitRequest
 from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
@@ -103,6 +104,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     registry_check = check_registry(settings)
     if not registry_check.ok:
         raise StartupError(f"schema registry {registry_check.detail}")
+    use_ledger = settings.ledger_enabled and not dry_run
+    ledger_note = prepare_ledger(settings, partitions[settings.topic]) if use_ledger else ""
     # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
     logger.info(
         "inkit-connector %s starting (dry run: %s); configuration: %s",
@@ -145,6 +148,25 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         settings.dlq_topic,
         settings.group_id,
     )
+    ledger = None
+    if use_ledger and producer is not None:
+        logger.info("sent-ledger: %s", ledger_note)
+        ledger = SentLedger(
+            producer=producer,
+            consumer_factory=lambda: Consumer(scanner_config(settings, on_side_client_error)),
+            topic=settings.ledger_topic,
+            window_s=settings.dedupe_window_s,
+            metrics=metrics,
+            group_id=settings.group_id,
+        )
+        seconds = ledger.load()
+        logger.info(
+            "sent-ledger %s read in %.2fs: %d events sent within the last %.0f h are skipped",
+            settings.ledger_topic,
+            seconds,
+            ledger.size,
+            settings.dedupe_window_s / 3600,
+        )
     http_clients: list[httpx.AsyncClient] = []
 
     def client_factory() -> Any:
@@ -191,6 +213,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         commit=not dry_run,
         scanner=None if dry_run else scanner,
         committed_reader=admin_committed_reader(admin, settings.group_id),
+        ledger=ledger,
+        max_event_age_s=settings.max_event_age_s,
     )
     processor_ref.append(processor)
 
@@ -254,6 +278,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
             producer.flush(10)
         scanner.close()
         group_lag.stop()
+        if ledger is not None:
+            ledger.close()
         sender.stop()
         health.stop()
         logger.info("inkit-connector stopped")
@@ -276,4 +302,4 @@ def _give_up(budget_s: float) -> None:
         budget_s,
     )
     logging.shutdown()
-    os._exit(0)
+    os._exit(1)  # not a clean stop: say so to Kubernetes and to whoever reads the exit code

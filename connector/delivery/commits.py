@@ -15,9 +15,16 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from connector.delivery.offsets import OffsetTracker, encode_metadata
+from connector.delivery.offsets import (
+    MAX_METADATA_CHARS,
+    OffsetTracker,
+    Range,
+    encode_metadata,
+    merge_ranges,
+    to_ranges,
+)
 from connector.delivery.partition import PartitionState, TPKey
 from connector.observability.metrics import Metrics
 
@@ -35,6 +42,8 @@ HANDOFF_MARGIN_S = 10.0
 # librdkafka is replacing under the revoke callback), this long at most, this often.
 REVOKE_COMMIT_RETRY_S = 5.0
 REVOKE_COMMIT_BACKOFF_S = 0.2
+# Below this the finished ranges are dropped from the metadata altogether.
+MIN_METADATA_CHARS = 64
 
 
 class Committer:
@@ -71,6 +80,8 @@ class Committer:
         self._last_failed = False
         self.uncommitted = 0  # finished records no landed commit covers (see _land)
         self._gate_closed_since: float | None = None
+        self._metadata_chars = MAX_METADATA_CHARS  # lowered when the broker refuses it
+        self._metadata_off = False
         self._gate_logged = 0.0
 
     # -- the cap on uncommitted records --------------------------------------------------------
@@ -100,6 +111,19 @@ class Committer:
                 )
         return room
 
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def landing(self) -> bool:
+        """The last commit answered did not fail."""
+        return not self._last_failed
+
+    def due_now(self) -> None:
+        """Make the next throttled commit go out at once."""
+        self._last_commit = 0.0
+
     def early_due(self, in_flight: int) -> bool:
         return 2 * (self.uncommitted + in_flight) >= self.max_uncommitted
 
@@ -123,36 +147,7 @@ class Committer:
         if not force and since_last < self._interval_s and not early_ok:
             return True
         self._last_commit = now
-        keys = set(only) if only is not None else None
-        offsets = []
-        for (topic, partition), next_offset in self._tracker.all_committable().items():
-            if keys is not None and (topic, partition) not in keys:
-                continue
-            state = self._partitions.get((topic, partition))
-            done = self._tracker.done_above(topic, partition)
-            if state is not None and (state.already_done or state.already_dead_lettered):
-                # Known finished and not read again yet: the next owner must skip them too.
-                done = sorted({*done, *state.already_done, *state.already_dead_lettered})
-            metadata = encode_metadata(
-                next_offset, done, self._tracker.oldest_read_ms(topic, partition), draining_until_ms
-            )
-            baseline = self._committed.get((topic, partition)) or (
-                (state.initial_committed, "") if state is not None else None
-            )
-            # A forced commit (revoke, shutdown) is sent even when it repeats the last one:
-            # that one may be an asynchronous commit still in flight, or about to fail because
-            # the group is rebalancing, and the partition's next owner starts from what landed.
-            if force or baseline != (next_offset, metadata):
-                tp = TopicPartition(topic, partition, next_offset)
-                if metadata:
-                    tp = TopicPartition(topic, partition, next_offset, metadata=metadata)
-                offsets.append(tp)
-                if state is not None:
-                    state.sent_commits.append((next_offset, metadata, state.finished))
-            elif state is not None and not state.sent_commits:
-                # Nothing new to record and no commit pending: what finished is covered as
-                # well as it can be (the metadata may have been full).
-                self._land(state, state.finished)
+        offsets = self._collect(force, only, draining_until_ms)
         if not offsets:
             return True
         if not force or draining_until_ms is not None:
@@ -173,6 +168,70 @@ class Committer:
             return False
         self.on_commit(None, result or offsets)
         return all(tp.error is None for tp in result or offsets)
+
+    def final_offsets(self) -> list[Any]:
+        """The offsets of the final commit, prepared on the consume thread: the helper thread
+        that sends it (Processor._final_commit) touches nothing else of the committer, and its
+        answer comes back through ``final_result`` on the consume thread too."""
+        if not self._enabled:
+            return []
+        self._last_commit = self._clock()
+        return self._collect(True, None, None)
+
+    def final_result(self, offsets: list[Any], result: Any, error: Any) -> bool:
+        """The final commit's answer (on the consume thread); True when every partition landed."""
+        if error is not None:
+            self.on_commit(error, offsets)
+            return False
+        self.on_commit(None, result or offsets)
+        return all(tp.error is None for tp in result or offsets)
+
+    def _collect(
+        self, force: bool, only: Iterable[TPKey] | None, draining_until_ms: int | None
+    ) -> list[Any]:
+        """The offsets (with their metadata) a commit now would send, recorded as sent."""
+        keys = set(only) if only is not None else None
+        offsets: list[Any] = []
+        for (topic, partition), next_offset in self._tracker.all_committable().items():
+            if keys is not None and (topic, partition) not in keys:
+                continue
+            state = self._partitions.get((topic, partition))
+            done = self._tracker.done_ranges(topic, partition)
+            ranges = done
+            if state is not None and (state.already_done or state.already_dead_lettered):
+                # Known finished and not read again yet: the next owner must skip them too.
+                known = to_ranges(state.already_done | state.already_dead_lettered)
+                ranges = merge_ranges(done, known)
+            metadata, covered = encode_metadata(
+                next_offset,
+                ranges,
+                self._tracker.since_ms(topic, partition),
+                draining_until_ms,
+                self._metadata_chars,
+            )
+            if self._metadata_off:
+                metadata, covered = "", next_offset - 1
+            # What this commit covers, counted in records finished here: all of them but those
+            # above what the metadata could hold (issue #13, defect 6: they stay uncommitted).
+            landing = 0 if state is None else state.finished - _uncovered(state, done, covered)
+            baseline = self._committed.get((topic, partition)) or (
+                (state.initial_committed, "") if state is not None else None
+            )
+            # A forced commit (revoke, shutdown) is sent even when it repeats the last one:
+            # that one may be an asynchronous commit still in flight, or about to fail because
+            # the group is rebalancing, and the partition's next owner starts from what landed.
+            if force or baseline != (next_offset, metadata):
+                tp = TopicPartition(topic, partition, next_offset)
+                if metadata:
+                    tp = TopicPartition(topic, partition, next_offset, metadata=metadata)
+                offsets.append(tp)
+                if state is not None:
+                    state.sent_commits.append((next_offset, metadata, landing))
+            elif state is not None and not state.sent_commits:
+                # Nothing new to record and no commit pending: the landed commit (same text)
+                # covers what it can; records above a full metadata text stay uncovered.
+                self._land(state, landing)
+        return offsets
 
     def announce_drain(self, keys: list[TPKey]) -> None:
         """Tell a next owner, through the commit metadata, that these partitions are being
@@ -198,6 +257,8 @@ class Committer:
         if error is not None:
             self._metrics.offset_commits.labels("failure").inc()
             self._last_failed = True
+            if _too_large(error) or any(_too_large(tp.error) for tp in partitions):
+                self._shrink_metadata()
             logger.warning("offset commit failed (will retry): %s", error)
             for tp in partitions:
                 self._committed.pop((tp.topic, tp.partition), None)
@@ -213,12 +274,17 @@ class Committer:
             if tp.error is not None:
                 failed = True
                 self._committed.pop(key, None)
+                if _too_large(tp.error):
+                    self._shrink_metadata()
                 logger.warning(
                     "offset commit failed for %s[%s]: %s", tp.topic, tp.partition, tp.error
                 )
                 continue
             if state is not None and sent is not None:
                 self._land(state, sent)
+            if state is not None:
+                state.has_commit = True
+                state.landed_offset = max(tp.offset, state.landed_offset or tp.offset)
             self._committed[key] = (tp.offset, tp.metadata or "")
             if key in self._partitions:  # a late result for a revoked partition sets no gauge
                 self._metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(tp.offset)
@@ -236,11 +302,40 @@ class Committer:
         if state is not None:
             self.uncommitted -= state.finished - state.landed
 
-    def _land(self, state: PartitionState, finished: int) -> None:
-        """A commit Kafka accepted covers the first ``finished`` records finished in it."""
-        if finished > state.landed:
-            self.uncommitted -= finished - state.landed
-            state.landed = finished
+    def _land(self, state: PartitionState, covered: int) -> None:
+        """The last commit Kafka accepted covers ``covered`` of the records finished in it."""
+        self.uncommitted -= covered - state.landed
+        state.landed = covered
+
+    def _shrink_metadata(self) -> None:
+        """The broker refused a commit's metadata (OFFSET_METADATA_TOO_LARGE: its
+        offset.metadata.max.bytes is below ours): halve what we write, then write only the
+        instants, then nothing. Without the finished ranges, what finished above a slow record
+        counts as uncommitted; without the instants, the handoff fence and the dead-letter scan
+        are off and a next owner may send or dead-letter such records again."""
+        if self._metadata_chars > MIN_METADATA_CHARS:
+            self._metadata_chars //= 2
+        elif self._metadata_chars > 0:
+            self._metadata_chars = 0
+        else:
+            self._metadata_off = True
+        logger.warning(
+            "the broker refused the commit metadata as too large (offset.metadata.max.bytes); "
+            "writing at most %d characters of it from now on",
+            0 if self._metadata_off else self._metadata_chars,
+        )
+
+
+def _too_large(error: Any) -> bool:
+    code = getattr(error, "code", None)
+    return callable(code) and code() == KafkaError.OFFSET_METADATA_TOO_LARGE
+
+
+def _uncovered(state: PartitionState, done: list[Range], covered: int) -> int:
+    """Records finished here above ``covered`` (an over-count when the ranges span offsets that
+    do not exist, never more than the records finished)."""
+    above = sum(high - max(low, covered + 1) + 1 for low, high in done if high > covered)
+    return min(above, state.finished)
 
 
 def _answered(state: PartitionState, tp: Any) -> int | None:

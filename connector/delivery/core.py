@@ -22,6 +22,7 @@ from connector.inkit.retry import Backoff
 from connector.inkit.sender import Job, Result, Sender
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
+from connector.kafka.ledger import SentLedger
 from connector.models import InkitRequest, Outcome, SegmentMessage, Skip
 from connector.observability.metrics import Metrics
 
@@ -64,14 +65,17 @@ class ProcessorCore:
     _generation: int
     _last_lag: float
     _stopping: bool
+    _in_drain: bool
     _fatal: ConsumerError | None
     _backoff: Backoff
+    _ledger: SentLedger | None
+    _max_event_age_s: float | None
     heartbeat: float
 
     def fail(self, error: ConsumerError) -> None:
         raise NotImplementedError
 
-    def _dispatch(self, *, gated: bool = True) -> None:
+    def _dispatch(self, *, gated: bool = True, only: set[TPKey] | None = None) -> None:
         raise NotImplementedError
 
     def _handle_results(self, results: Iterable[Result]) -> None:

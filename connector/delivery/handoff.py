@@ -96,7 +96,7 @@ class Handoffs:
                 continue
             state.handoff_read = None
             state.handoff_next_read = now + HANDOFF_POLL_S
-            expired = int(self._wall_clock() * 1000) >= state.handoff_until_ms
+            expired = now >= state.handoff_deadline
             try:
                 tp = next(t for t in read.result() if (t.topic, t.partition) == key)
                 if tp.error is not None:

@@ -12,6 +12,7 @@ from connector.delivery.core import ProcessorCore
 from connector.delivery.partition import PartitionState
 from connector.errors import RecordError, RegistryUnavailable
 from connector.inkit.sender import Job
+from connector.kafka.ledger import identity_of
 from connector.models import Outcome, RecordRef, Skip
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class Intake(ProcessorCore):
             state.already_dead_lettered.discard(offset)
             self._finish(key[0], key[1], offset, Outcome.SKIPPED, "already_dead_lettered")
             return
+        if self._max_event_age_s is not None and self._too_old(record):
+            self._finish(key[0], key[1], offset, Outcome.SKIPPED, "too_old")
+            return
         if state.stalled:
             state.stalled.append(record)  # keep order behind the record waiting for the registry
             return
@@ -89,7 +93,15 @@ class Intake(ProcessorCore):
                 record.topic(), record.partition(), record.offset(), Outcome.SKIPPED, request.reason
             )
             return
-        user = record.key() or event.user_id or event.anonymous_id or ""
+        # One user, one order key, whether the producer keyed the record (bytes) or not (the
+        # event's userId, a str): b"u1" and "u1" must not become two queues that can reorder.
+        raw_key = record.key()
+        user = (
+            (raw_key.decode("utf-8", "backslashreplace") if raw_key else None)
+            or event.user_id
+            or event.anonymous_id
+            or ""
+        )
         ts_type, ts_ms = record.timestamp()
         job = Job(
             ref=RecordRef(record.topic(), record.partition(), record.offset()),
@@ -98,8 +110,17 @@ class Intake(ProcessorCore):
             record=record,
             timestamp_s=ts_ms / 1000.0 if ts_type and ts_ms > 0 else None,
             generation=state.generation,
+            identity=identity_of(event) if self._ledger is not None else None,
         )
         self._scheduler.add(job)
+
+    def _too_old(self, record: Any) -> bool:
+        """MAX_EVENT_AGE_HOURS: by the Kafka record timestamp (no timestamp: not too old)."""
+        ts_type, ts_ms = record.timestamp()
+        if self._max_event_age_s is None or not ts_type or ts_ms <= 0:
+            return False
+        age_s: float = self._wall_clock() - ts_ms / 1000.0
+        return age_s > self._max_event_age_s
 
     def _retry_stalled(self) -> None:
         now = self._clock()

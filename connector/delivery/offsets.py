@@ -9,23 +9,33 @@ from dataclasses import dataclass
 TopicPartitionKey = tuple[str, int]
 
 
+Range = tuple[int, int]  # inclusive offsets, low <= high
+
+
 class _PartitionOffsets:
-    __slots__ = ("committable", "done", "pending", "read_at")
+    """What one partition's tracker keeps: only the records not finished yet (memory grows with
+    those, not with everything finished above a stuck record: issue #13, defect 5)."""
+
+    __slots__ = ("last_read_ms", "next_offset", "read_at", "unfinished")
 
     def __init__(self) -> None:
-        self.pending: deque[int] = deque()  # offsets received and not yet passed by the watermark
-        self.read_at: deque[int] = deque()  # when each pending offset was read (epoch ms)
-        self.done: set[int] = set()  # finished offsets above the watermark
-        self.committable: int | None = None  # next offset to commit (last contiguous done + 1)
+        self.unfinished: deque[int] = deque()  # offsets read and not finished, increasing
+        self.read_at: dict[int, int] = {}  # when each unfinished offset was read (epoch ms)
+        self.next_offset: int | None = None  # the offset after the last one read
+        self.last_read_ms: int | None = None  # when the last record was read
 
 
 class OffsetTracker:
-    """Tracks which records of each partition are finished; commits only advance over a
-    contiguous run of finished records, so a crash at any instant loses nothing.
+    """Tracks which records of each partition are finished; commits only advance up to the first
+    unfinished record, so a crash at any instant loses nothing.
 
     Kafka commits the *next* offset to read, hence ``offset + 1``. Offsets of one partition
-    must be tracked in increasing order (they are: a partition is read in order); gaps between
-    them (compaction, transaction markers) are fine. Not thread-safe: the consume loop owns it.
+    must be tracked in increasing order (they are: a partition is read in order). Offsets the
+    consumer never returned between two it did (compaction, transaction markers) do not exist
+    for us: they count as finished. So everything between the watermark and the last record
+    read that is not unfinished is finished, and the finished offsets above the watermark are
+    the gaps between unfinished ones: at most one range per unfinished record. Not
+    thread-safe: the consume loop owns it.
     """
 
     def __init__(self) -> None:
@@ -34,62 +44,107 @@ class OffsetTracker:
     def track(self, topic: str, partition: int, offset: int, read_at_ms: int = 0) -> None:
         """Register a record that was read (at ``read_at_ms``, wall clock) and is not finished."""
         state = self._partitions.setdefault((topic, partition), _PartitionOffsets())
-        if state.pending and offset <= state.pending[-1]:
+        if state.next_offset is not None and offset < state.next_offset:
             raise ValueError(f"offset went backwards on {topic}[{partition}]: {offset}")
-        if state.committable is not None and offset < state.committable:
-            raise ValueError(f"offset {offset} on {topic}[{partition}] is already committable")
-        if state.committable is None:
-            # The first record read: committing its own offset means "resume here", which is
-            # always safe, and lets progress above it be recorded (see encode_done).
-            state.committable = offset
-        state.pending.append(offset)
-        state.read_at.append(read_at_ms)
+        state.unfinished.append(offset)
+        state.read_at[offset] = read_at_ms
+        state.next_offset = offset + 1
+        state.last_read_ms = read_at_ms
 
     def mark_done(self, topic: str, partition: int, offset: int) -> None:
         """The record finished for good (delivered, skipped, or its dead-letter copy acked)."""
         state = self._partitions.get((topic, partition))
-        if state is None:
-            return  # the partition was revoked meanwhile: never commit it again
-        state.done.add(offset)
-        while state.pending and state.pending[0] in state.done:
-            head = state.pending.popleft()
-            state.read_at.popleft()
-            state.done.discard(head)
-            state.committable = head + 1
+        if state is None or state.read_at.pop(offset, None) is None:
+            return  # revoked meanwhile (never commit it again), or not unfinished
+        if state.unfinished[0] == offset:
+            state.unfinished.popleft()
+        else:
+            # Linear in the records ahead of it, which are unfinished: bounded by the buffer.
+            state.unfinished.remove(offset)
 
     def committable(self, topic: str, partition: int) -> int | None:
         """The next offset safe to commit for the partition, or None if nothing was read."""
         state = self._partitions.get((topic, partition))
-        return None if state is None else state.committable
+        return None if state is None else _committable(state)
 
     def all_committable(self) -> dict[TopicPartitionKey, int]:
-        return {
-            key: state.committable
-            for key, state in self._partitions.items()
-            if state.committable is not None
-        }
+        out: dict[TopicPartitionKey, int] = {}
+        for key, state in self._partitions.items():
+            committable = _committable(state)
+            if committable is not None:
+                out[key] = committable
+        return out
 
-    def done_above(self, topic: str, partition: int) -> list[int]:
-        """Finished offsets above the watermark (they wait for an earlier record), sorted."""
+    def done_ranges(self, topic: str, partition: int) -> list[Range]:
+        """Finished offsets above the watermark (they wait for an earlier record), as ranges."""
         state = self._partitions.get((topic, partition))
-        return sorted(state.done) if state is not None else []
+        if state is None or not state.unfinished or state.next_offset is None:
+            return []
+        ranges: list[Range] = []
+        previous = state.unfinished[0]
+        for offset in state.unfinished:
+            if offset > previous + 1:
+                ranges.append((previous + 1, offset - 1))
+            previous = offset
+        if state.next_offset > previous + 1:
+            ranges.append((previous + 1, state.next_offset - 1))
+        return ranges
 
     def oldest_read_ms(self, topic: str, partition: int) -> int | None:
-        """When the oldest record not yet passed by the watermark was read; None if none is.
-        Anything this process did for the partition's uncommitted records (a dead-letter copy,
-        say) happened at or after that instant."""
+        """When the oldest unfinished record was read; None if none is."""
         state = self._partitions.get((topic, partition))
-        return state.read_at[0] if state is not None and state.read_at else None
+        if state is None or not state.unfinished:
+            return None
+        return state.read_at[state.unfinished[0]]
+
+    def since_ms(self, topic: str, partition: int) -> int | None:
+        """An instant at or before which nothing uncommitted was worked on: the oldest unfinished
+        record's read time or, when all are finished, the last record's (a record read later,
+        and its dead-letter copy, come after it). None before the first record. Written into
+        every commit, also one made while nothing is pending (issue #13, defect 7)."""
+        state = self._partitions.get((topic, partition))
+        if state is None:
+            return None
+        oldest = self.oldest_read_ms(topic, partition)
+        return oldest if oldest is not None else state.last_read_ms
 
     def outstanding(self, topic: str, partition: int) -> int:
-        """Records tracked and not yet passed by the watermark (finished or not)."""
+        """Records tracked and not finished."""
         state = self._partitions.get((topic, partition))
-        return 0 if state is None else len(state.pending)
+        return 0 if state is None else len(state.unfinished)
 
     def forget(self, partitions: Iterable[TopicPartitionKey]) -> None:
         """On revoke or loss: drop all state, so nothing is ever committed for them again."""
         for key in partitions:
             self._partitions.pop(key, None)
+
+
+def _committable(state: _PartitionOffsets) -> int | None:
+    if state.unfinished:
+        return state.unfinished[0]
+    return state.next_offset
+
+
+def to_ranges(offsets: Iterable[int]) -> list[Range]:
+    """Sorted, merged ranges of a set of offsets."""
+    ranges: list[Range] = []
+    for offset in sorted(set(offsets)):
+        if ranges and ranges[-1][1] + 1 == offset:
+            ranges[-1] = (ranges[-1][0], offset)
+        else:
+            ranges.append((offset, offset))
+    return ranges
+
+
+def merge_ranges(*groups: Iterable[Range]) -> list[Range]:
+    """The union of several lists of ranges, sorted and merged."""
+    merged: list[Range] = []
+    for low, high in sorted(r for group in groups for r in group):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
 
 
 # Commit metadata: which records above the committed offset are already finished, and since when
@@ -117,17 +172,23 @@ class CommitMetadata:
 
 
 def encode_metadata(
-    committed: int, done: list[int], since_ms: int | None, draining_until_ms: int | None = None
-) -> str:
+    committed: int,
+    done: list[Range],
+    since_ms: int | None,
+    draining_until_ms: int | None = None,
+    max_chars: int = MAX_METADATA_CHARS,
+) -> tuple[str, int]:
     """The commit metadata of ``committed``: ``since_ms`` and ``draining_until_ms`` (if any) and
-    ``done`` as ranges."""
+    ``done`` as ranges, within ``max_chars``; and the highest offset it covers (what finished
+    above it and did not fit is not covered: it still counts as uncommitted)."""
     parts = [] if since_ms is None else [f"{SINCE_PREFIX}{since_ms}"]
     if draining_until_ms is not None:
         parts.append(f"{DRAIN_PREFIX}{draining_until_ms}")
-    ranges = encode_done(committed, done)
+    room = max_chars - sum(len(p) + 1 for p in parts)
+    ranges, covered = encode_done(committed, done, room)
     if ranges:
         parts.append(ranges)
-    return SEPARATOR.join(parts)
+    return SEPARATOR.join(parts), covered
 
 
 def decode_metadata(committed: int, metadata: str | None) -> CommitMetadata:
@@ -150,23 +211,28 @@ def decode_metadata(committed: int, metadata: str | None) -> CommitMetadata:
     return CommitMetadata(frozenset(done), instants[SINCE_PREFIX], instants[DRAIN_PREFIX])
 
 
-def encode_done(committed: int, done: list[int]) -> str:
-    """``done`` (sorted, all >= committed) as ranges relative to ``committed``: "done:0-3,7"."""
+def encode_done(
+    committed: int, done: list[Range], max_chars: int = MAX_METADATA_CHARS
+) -> tuple[str, int]:
+    """``done`` (sorted ranges) as ranges relative to ``committed``: "done:0-3,7", at most
+    ``max_chars`` long; and the highest offset covered (``committed - 1`` when none is). Ranges
+    below ``committed`` are dropped: a relative offset is never negative (a negative one made
+    the decoder discard the whole set)."""
     parts: list[str] = []
     length = len(METADATA_PREFIX)
-    i = 0
-    while i < len(done):
-        j = i
-        while j + 1 < len(done) and done[j + 1] == done[j] + 1:
-            j += 1
-        low, high = done[i] - committed, done[j] - committed
-        part = str(low) if low == high else f"{low}-{high}"
-        if length + len(part) + 1 > MAX_METADATA_CHARS:
-            break  # only an optimisation: what does not fit is simply re-sent
+    covered = committed - 1
+    for low, high in done:
+        if high < committed:
+            continue
+        low = max(low, committed)
+        rel_low, rel_high = low - committed, high - committed
+        part = str(rel_low) if rel_low == rel_high else f"{rel_low}-{rel_high}"
+        if length + len(part) + 1 > max_chars:
+            break  # what does not fit is not covered: re-sent after a crash, and counted
         parts.append(part)
         length += len(part) + 1
-        i = j + 1
-    return METADATA_PREFIX + ",".join(parts) if parts else ""
+        covered = high
+    return (METADATA_PREFIX + ",".join(parts) if parts else ""), covered
 
 
 def decode_done(committed: int, metadata: str | None) -> set[int]:

@@ -37,11 +37,22 @@ class KeyedScheduler(Generic[J]):
             self._active.add(key)
             self._ready.append(job)
 
-    def take(self, limit: int) -> list[J]:
-        """Up to ``limit`` jobs that may start now, oldest first."""
+    def take(self, limit: int, where: Callable[[J], bool] | None = None) -> list[J]:
+        """Up to ``limit`` jobs that may start now, oldest first; with ``where``, only the jobs
+        it accepts (a drain sends only the partitions it drains)."""
         taken: list[J] = []
-        while self._ready and len(taken) < limit:
-            taken.append(self._ready.popleft())
+        if where is None:
+            while self._ready and len(taken) < limit:
+                taken.append(self._ready.popleft())
+            return taken
+        kept: deque[J] = deque()
+        while self._ready:
+            job = self._ready.popleft()
+            if len(taken) < limit and where(job):
+                taken.append(job)
+            else:
+                kept.append(job)
+        self._ready = kept
         return taken
 
     def done(self, job: J) -> None:
@@ -53,6 +64,12 @@ class KeyedScheduler(Generic[J]):
                 del self._waiting[key]
         else:
             self._active.discard(key)
+
+    def any_waiting(self, predicate: Callable[[J], bool]) -> bool:
+        """Whether a job matching ``predicate`` waits here (not taken). Linear: for gauges."""
+        return any(predicate(j) for j in self._ready) or any(
+            predicate(j) for queue in self._waiting.values() for j in queue
+        )
 
     def has_ready(self) -> bool:
         return bool(self._ready)

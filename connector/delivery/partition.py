@@ -33,11 +33,24 @@ class PartitionState:
     refetch_logged: bool = False
     finished: int = 0  # records finished since the assignment
     landed: int = 0  # how many of those a commit Kafka accepted covers
+    # A commit of ours landed for it (or it had one at assignment): a next owner then has a
+    # "since" to look for our dead-letter copies from (see Results._dead_letter).
+    has_commit: bool = False
+    landed_offset: int | None = None  # the offset of the last commit Kafka accepted
+    # The record last sent past MAX_UNCOMMITTED_RECORDS as its partition's head (processor.py):
+    # the next such send waits for a commit past it, so each partition adds at most one.
+    cap_head: int | None = None
     # Commits sent and not yet answered, in order: (offset, metadata, records finished then).
     sent_commits: list[tuple[int, str, int]] = field(default_factory=list)
     # The previous owner is still draining the partition (commit metadata "drain:"): its
     # records are not read until its final commit lands or this wall-clock instant passes.
     handoff_until_ms: int | None = None
+    # The same instant on this process's monotonic clock, taken once at assignment and never
+    # later than our own drain deadline plus margin: the two hosts' wall clocks are compared
+    # only once, and a clock far ahead on the old owner cannot hold the partition for hours.
+    handoff_deadline: float = 0.0
+    assigned_at_s: float = 0.0  # wall clock: a handoff holds the partition since then
+    holder: str | None = None  # the holder label last set on the oldest-unfinished gauge
     handoff_read: Future[list[TopicPartition]] | None = None
     handoff_next_read: float = 0.0
 

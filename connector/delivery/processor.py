@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from connector.delivery.commits import Committer
 from connector.delivery.core import POLL_BATCH, Decoder, Mapper
 from connector.delivery.flow import FlowControl
@@ -25,13 +27,15 @@ from connector.delivery.handoff import CommittedReader, Handoffs
 from connector.delivery.intake import Intake
 from connector.delivery.offsets import OffsetTracker
 from connector.delivery.ordering import KeyedScheduler
+from connector.delivery.partition import PartitionState, TPKey
 from connector.delivery.rebalance import Rebalancing
 from connector.delivery.results import Results
 from connector.errors import ConsumerError
 from connector.inkit.retry import Backoff
-from connector.inkit.sender import Sender
+from connector.inkit.sender import Job, Sender
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
+from connector.kafka.ledger import SentLedger
 from connector.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -68,6 +72,8 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         commit: bool = True,
         scanner: DeadLetterScanner | None = None,
         committed_reader: CommittedReader | None = None,
+        ledger: SentLedger | None = None,
+        max_event_age_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -84,6 +90,8 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         self._commit_interval_s = commit_interval_s
         self._commit_enabled = commit
         self._scanner = scanner
+        self._ledger = ledger
+        self._max_event_age_s = max_event_age_s
         self._clock = clock
         self._wall_clock = wall_clock
         self._tracker = OffsetTracker()
@@ -116,6 +124,7 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         self._generation = 0
         self._last_lag = 0.0
         self._stopping = False
+        self._in_drain = False
         self._fatal: ConsumerError | None = None
         self._backoff = Backoff(base_s=1.0, max_s=30.0)
         self.heartbeat = clock()
@@ -168,16 +177,22 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         dropped, untracked), and a refused commit is retried, within the drain deadline."""
         deadline = self._clock() + self._drain_timeout_s
         while self._partitions and self._fatal is None:
-            outcome: list[bool] = []
+            # Prepared here and answered here: the helper thread only waits on librdkafka, so
+            # the committer is never used by two threads (revoke and commit callbacks run in
+            # this thread's consume() meanwhile).
+            offsets = self._committer.final_offsets()
+            if not offsets:
+                return
+            outcome: list[tuple[Any, Any]] = []
             worker = threading.Thread(
-                target=self._commit_into, args=(outcome,), name="final-commit", daemon=True
+                target=self._commit_into, args=(offsets, outcome), name="final-commit", daemon=True
             )
             worker.start()
             while worker.is_alive() and self._clock() < deadline:
                 self.heartbeat = self._clock()
                 self._consumer.consume(POLL_BATCH, 0.1)  # serves the rebalance; records dropped
                 self._flow_control()  # partitions assigned meanwhile are paused too
-            if outcome and outcome[0]:
+            if outcome and self._committer.final_result(offsets, *outcome[0]):
                 return
             if self._clock() >= deadline:
                 break
@@ -187,8 +202,13 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
                 "re-reads from the last committed offset"
             )
 
-    def _commit_into(self, outcome: list[bool]) -> None:
-        outcome.append(self._committer.commit(force=True))
+    def _commit_into(self, offsets: list[Any], outcome: list[tuple[Any, Any]]) -> None:
+        try:
+            result = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            outcome.append((None, exc.args[0]))
+            return
+        outcome.append((result, None))
 
     # -- the loop ----------------------------------------------------------------------------
     def _step(self) -> None:
@@ -211,6 +231,8 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
             self._ingest(record)
         if self._dlq is not None:
             self._dlq.poll(0)
+        if self._ledger is not None:
+            self._ledger.tick()
         self._dispatch()
         self._committer.commit(early=self._committer.early_due(self._in_flight))
         self._refresh_lag()
@@ -226,26 +248,77 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
             return BUSY_POLL_S
         return IDLE_POLL_S
 
-    def _dispatch(self, *, gated: bool = True) -> None:
+    def _dispatch(self, *, gated: bool = True, only: set[TPKey] | None = None) -> None:
         """Send what may go: within INKIT_MAX_IN_FLIGHT and, unless draining (the records were
         read and must finish now), within MAX_UNCOMMITTED_RECORDS: a crash re-sends at most
-        what no landed commit covers, so that is capped, also while commits cannot land."""
+        what no landed commit covers, so that is capped, also while commits cannot land.
+        ``only``: a drain sends only the partitions it drains (the others stay under the cap
+        and leave it the in-flight slots)."""
         room = self._max_in_flight - self._in_flight
+        heads_only = False
         if gated:
             waiting = self._scheduler.has_ready()
-            room = min(room, self._committer.send_room(self._in_flight, waiting))
-        if room <= 0 or not self._scheduler.has_ready() or self._sender.auth_blocked:
+            capped = self._committer.send_room(self._in_flight, waiting)
+            if capped > 0:
+                room = min(room, capped)
+            elif not self._committer.landing:
+                return  # commits fail: hold at the cap (a head could not be covered either)
+            else:
+                # At the cap, a partition's oldest unfinished record still goes: it is what
+                # moves the watermark, and only a commit past it can uncover the cap (found by
+                # the simulation: finished records a full metadata text cannot cover held the
+                # cap closed while the records below them waited for it). At most one per
+                # partition past the cap until a commit past it lands, so a crash re-sends at
+                # most MAX_UNCOMMITTED_RECORDS plus one per partition.
+                heads_only = True
+        if self._sender.auth_blocked:
+            # Inkit refused the key: only a probe goes out, and only when nobody probes.
+            room = min(room, 1) if self._sender.needs_probe else 0
+        if room <= 0 or not self._scheduler.has_ready():
             return
-        jobs = self._scheduler.take(room)
+        if heads_only:
+            if not any(self._head_may_go(state) for state in self._partitions.values()):
+                return  # the usual case at the cap: each head flies already (no queue scan)
+            jobs = self._scheduler.take(room, self._is_head)
+            for job in jobs:
+                self._partitions[(job.ref.topic, job.ref.partition)].cap_head = job.ref.offset
+        elif only is None:
+            jobs = self._scheduler.take(room)
+        else:
+            jobs = self._scheduler.take(room, lambda j: (j.ref.topic, j.ref.partition) in only)
+        if self._ledger is not None:
+            jobs = self._drop_already_sent(jobs)
         for job in jobs:
             self._partitions[(job.ref.topic, job.ref.partition)].flying.add(job)
         self._in_flight += len(jobs)
         self._sender.submit(jobs)
 
+    def _head_may_go(self, state: PartitionState) -> bool:
+        """``state``'s oldest unfinished record may go past the cap, if it waits to be sent."""
+        head = self._tracker.committable(state.topic, state.partition)
+        if head is None or any(job.ref.offset == head for job in state.flying):
+            return False
+        if state.cap_head is None:
+            return True
+        return state.landed_offset is not None and state.landed_offset > state.cap_head
+
+    def _is_head(self, job: Job) -> bool:
+        """``job`` is its partition's oldest unfinished record, and may go past the cap: no
+        earlier head of its partition went past it without a commit landing beyond it since."""
+        ref = job.ref
+        state = self._partitions.get((ref.topic, ref.partition))
+        if state is None or self._tracker.committable(ref.topic, ref.partition) != ref.offset:
+            return False
+        return self._head_may_go(state)
+
     # -- commits -----------------------------------------------------------------------------
     def on_commit(self, error: Any, partitions: list[Any]) -> None:
         """Result of a commit (librdkafka's on_commit callback, served by consume())."""
         self._committer.on_commit(error, partitions)
+        if error is None:
+            # The lag gauge follows the commit that just landed, not a 2 s old one (the demo's
+            # lag column read 401 when all 392 records were delivered: issue #13).
+            self._refresh_lag(force=True)
 
     def _on_record_error(self, error: Any) -> None:
         if error.fatal():

@@ -9,8 +9,9 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 
+from connector.delivery.commits import HANDOFF_MARGIN_S
 from connector.delivery.core import ProcessorCore
 from connector.delivery.offsets import CommitMetadata, decode_metadata
 from connector.delivery.partition import PartitionState, TPKey
@@ -72,7 +73,16 @@ class Rebalancing(ProcessorCore):
                 already_done=done,
                 already_dead_lettered=dead_lettered.get(key, set()),
                 handoff_until_ms=handoff.get(key),
+                assigned_at_s=self._wall_clock(),
+                has_commit=offset is not None,
+                landed_offset=offset,
             )
+            if key in handoff:
+                remaining_s = (handoff[key] - self._wall_ms()) / 1000
+                bound_s = self._drain_timeout_s + HANDOFF_MARGIN_S
+                self._partitions[key].handoff_deadline = self._clock() + min(
+                    bound_s, max(0.0, remaining_s)
+                )
             if key in handoff:
                 logger.info(
                     "%s[%s]: its previous owner is still draining it; waiting for its final "
@@ -159,15 +169,11 @@ class Rebalancing(ProcessorCore):
         def outstanding() -> int:
             return sum(self._partitions[k].unfinished for k in wanted if k in self._partitions)
 
-        while outstanding() and self._clock() < deadline:
-            self.heartbeat = self._clock()
-            self._handle_results(self._sender.drain_results())
-            self._retry_stalled()
-            self._retry_dead_letters()
-            self._dispatch(gated=False)
-            if self._dlq is not None:
-                self._dlq.poll(0)
-            self._sender.wakeup.wait(0.02)
+        self._in_drain = True
+        try:
+            self._drain_until(wanted, outstanding, deadline)
+        finally:
+            self._in_drain = False
         left = outstanding()
         logger.info(
             "drain (%s) of %d partition(s) ended after %.1fs with %d record(s) unfinished",
@@ -177,6 +183,21 @@ class Rebalancing(ProcessorCore):
             left,
         )
 
+    def _drain_until(
+        self, wanted: set[TPKey], outstanding: Callable[[], int], deadline: float
+    ) -> None:
+        while outstanding() and self._clock() < deadline:
+            self.heartbeat = self._clock()
+            self._handle_results(self._sender.drain_results())
+            self._retry_stalled()
+            self._retry_dead_letters()
+            self._dispatch(gated=False, only=wanted)
+            if self._dlq is not None:
+                self._dlq.poll(0)
+            if self._ledger is not None:
+                self._ledger.tick()
+            self._sender.wakeup.wait(0.02)
+
     def _forget(self, keys: list[TPKey]) -> None:
         gone = set(keys)
 
@@ -184,6 +205,17 @@ class Rebalancing(ProcessorCore):
             return isinstance(order_key, tuple) and (order_key[0], order_key[1]) in gone
 
         self._scheduler.remove_where(in_gone)
+        # librdkafka keeps the application's pause flag of a partition across unassign and a
+        # later assign (reproduced on Kafka 4.1 with confluent-kafka 2.16, both group protocols;
+        # tests/integration/test_stalls.py repeats it): a partition we paused and then lost would
+        # never be fetched again if it came back to this member. Resume it while it is still
+        # ours; its fetcher stops at the unassign that follows this callback anyway.
+        held = sorted(gone & self._paused)
+        if held:
+            try:
+                self._consumer.resume([TopicPartition(t, p) for t, p in held])
+            except KafkaException as exc:
+                logger.warning("could not resume revoked partitions: %s", exc.args[0])
         for key in gone:
             state = self._partitions.pop(key, None)
             if state is not None:
@@ -196,10 +228,15 @@ class Rebalancing(ProcessorCore):
             for gauge in (self._metrics.consumer_lag, self._metrics.committed_offset):
                 with contextlib.suppress(KeyError):
                     gauge.remove(key[0], str(key[1]))
+            if state is not None and state.holder is not None:
+                with contextlib.suppress(KeyError):
+                    self._metrics.oldest_unfinished_age.remove(key[0], str(key[1]), state.holder)
         self._tracker.forget(gone)
         self._dlq_retry = deque(
             item for item in self._dlq_retry if (item[1].topic(), item[1].partition()) not in gone
         )
+        if self._ledger is not None:
+            self._ledger.forget(lambda ref: (ref.topic, ref.partition) not in gone)
         self._metrics.assigned_partitions.set(len(self._partitions))
 
 

@@ -8,12 +8,13 @@ from typing import Any
 
 from connector.delivery.core import ProcessorCore
 from connector.errors import RecordError
-from connector.inkit.sender import Result, ResultKind
+from connector.inkit.sender import Job, Result, ResultKind
 from connector.models import Outcome
 
 logger = logging.getLogger(__name__)
 
 DLQ_RETRY_S = 1.0
+DLQ_FENCE_RETRY_S = 0.05
 
 
 class Results(ProcessorCore):
@@ -30,9 +31,7 @@ class Results(ProcessorCore):
             state.flying.discard(job)
             self._scheduler.done(job)
             if result.kind is ResultKind.DELIVERED:
-                self._finish(
-                    job.ref.topic, job.ref.partition, job.ref.offset, Outcome.DELIVERED, "ok"
-                )
+                self._delivered(job)
                 self._metrics.last_delivery.set(result.finished_at)
                 if job.timestamp_s is not None:
                     latency = max(0.0, result.finished_at - job.timestamp_s)
@@ -40,6 +39,41 @@ class Results(ProcessorCore):
             elif result.kind is ResultKind.FAILED and result.error is not None:
                 self._dead_letter(job.record, result.error)
             # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
+
+    def _delivered(self, job: Job) -> None:
+        """A 2xx finishes the record, or with the sent-ledger, its ledger record's ack does: an
+        offset is never committed past a delivery the ledger does not remember yet."""
+        ref = job.ref
+        if self._ledger is None or job.identity is None:
+            self._finish(ref.topic, ref.partition, ref.offset, Outcome.DELIVERED, "ok")
+            return
+        generation = job.generation
+
+        def recorded() -> None:
+            state = self._partitions.get((ref.topic, ref.partition))
+            if state is not None and state.generation == generation:
+                self._finish(ref.topic, ref.partition, ref.offset, Outcome.DELIVERED, "ok")
+
+        self._ledger.record(job.identity, ref, recorded)
+
+    def _drop_already_sent(self, jobs: list[Job]) -> list[Job]:
+        """Jobs about to be sent whose event the sent-ledger remembers are skipped instead.
+        Looked up at dispatch, not at intake: one user's events go one at a time, so a second
+        copy of an event is looked up only after the first one's ledger record was written."""
+        ledger = self._ledger
+        keep = []
+        for job in jobs:
+            if (
+                ledger is not None
+                and job.identity is not None
+                and ledger.already_sent(job.identity)
+            ):
+                self._scheduler.done(job)
+                ref = job.ref
+                self._finish(ref.topic, ref.partition, ref.offset, Outcome.SKIPPED, "already_sent")
+            else:
+                keep.append(job)
+        return keep
 
     def _finish(
         self, topic: str, partition: int, offset: int, outcome: Outcome, reason: str
@@ -59,6 +93,17 @@ class Results(ProcessorCore):
         if state is None:
             return
         gen = state.generation if generation is None else generation
+        fence = not state.has_commit and self._committer.enabled and not self._in_drain
+        if self._dlq is not None and fence:
+            # A partition no commit was ever made for: a next owner would have no "since" to
+            # look for this copy from, and would write it again after a crash or a loss (found
+            # by the simulation, test_simulation.py). Commit first (a commit carries since),
+            # then write the copy. Not in a drain: commit results are not served there, and a
+            # drain must end (the copy is then at least once, as before).
+            self._committer.due_now()
+            self._dlq_retry.append((self._clock() + DLQ_FENCE_RETRY_S, record, error, gen))
+            return
+
         logger.error(
             "dead-lettering %s[%s]@%s: %s (%s)",
             record.topic(),

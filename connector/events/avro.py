@@ -335,6 +335,12 @@ class SchemaRegistry:
             raise RegistryUnavailable("schema registry timed out") from exc
         except httpx.TransportError as exc:
             raise RegistryUnavailable("schema registry unreachable") from exc
+        except httpx.HTTPError as exc:
+            # Anything else about the exchange (a body that cannot be decoded, a redirect
+            # loop): the registry's fault, not the record's; before, it crashed the loop.
+            raise RegistryUnavailable(
+                f"schema registry exchange failed: {type(exc).__name__}"
+            ) from exc
         status = response.status_code
         if status == 404 and not_found is not None:
             raise SchemaNotFound(f"schema id {not_found} is not in the registry")

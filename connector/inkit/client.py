@@ -26,7 +26,8 @@ class InkitClient:
     """Posts ``InkitRequest``s to Inkit. One instance per process, used from one event loop.
 
     ``send`` returns the 2xx status, or raises: ``AuthError`` (401/403), ``RateLimited`` (429),
-    ``InkitUnavailable`` (408, 5xx except 501, timeout, connection error) or ``RejectedError``
+    ``InkitUnavailable`` (408, 5xx except 501, timeout, connection error, any other httpx
+    error such as a body that cannot be decoded) or ``RejectedError``
     (any other status). It never retries: that is the sender's job.
     """
 
@@ -58,6 +59,12 @@ class InkitClient:
         except httpx.TransportError as exc:
             self._observe("connection_error", started)
             raise InkitUnavailable("connection_error") from exc
+        except httpx.HTTPError as exc:
+            # Anything else httpx raises about this exchange (a 502 whose body claims a
+            # Content-Encoding it does not have raises DecodingError, a redirect loop
+            # TooManyRedirects): transient from our side, so retried within the budget.
+            self._observe("http_error", started)
+            raise InkitUnavailable("http_error") from exc
         status = response.status_code
         self._observe(str(status), started)
         if 200 <= status < 300:

@@ -42,7 +42,9 @@ class Job:
     record: Any  # the confluent_kafka.Message, kept for the dead-letter copy
     timestamp_s: float | None
     generation: int
+    identity: str | None = None  # for the sent-ledger (kafka/ledger.py); None: not kept
     cancelled: bool = False
+    attempts: int = 0  # requests sent so far (set on the sender's loop; read for the gauge)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -74,6 +76,18 @@ class RetryExhausted(RecordError):
         )
         self.status = status
         self.last_reason = last_reason
+
+
+class DeliveryCrashed(RecordError):
+    """A delivery raised something no rule classifies (a bug, or a library error we did not
+    foresee): the record is dead-lettered with the exception's type, never left without a
+    result (which would hold its user's later events, an in-flight slot and the watermark)."""
+
+    reason = "unexpected_error"
+    error_class = "internal"
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"delivery raised {type(exc).__name__}", reason="unexpected_error")
 
 
 class Sender:
@@ -112,6 +126,7 @@ class Sender:
         self._not_before = 0.0  # monotonic time before which nobody sends (shared 429 throttle)
         self._auth_ok: asyncio.Event | None = None
         self._prober: Job | None = None
+        self._gate_waiters = 0  # jobs waiting at the auth gate for the prober's verdict
         self.auth_blocked = False  # read by the consume loop; written only on the loop thread
 
     # -- lifecycle (consume-loop thread) ---------------------------------------------------
@@ -147,6 +162,14 @@ class Sender:
         """This member's share of the group's rate limit (thread-safe; see group_share.py)."""
         if self._rate is not None:
             self._loop.call_soon_threadsafe(self._rate.set_share, share)
+
+    @property
+    def needs_probe(self) -> bool:
+        """The key was refused and nobody is probing it any more (the prober and every job
+        waiting behind it were abandoned on a revoke or a loss): the consume loop must send one
+        job, which probes (issue #13, defect 1: without it the pod never sent again). Read from
+        the consume loop; the fields are written on the sender's loop thread."""
+        return self.auth_blocked and self._prober is None and self._gate_waiters == 0
 
     def drain_results(self) -> list[Result]:
         results: list[Result] = []
@@ -194,6 +217,10 @@ class Sender:
             result = await self._attempts(job)
         except asyncio.CancelledError:
             result = Result(job, ResultKind.CANCELLED)
+        except Exception as exc:  # noqa: BLE001 - every job must end as a result (issue #13)
+            # Only the type: an exception text may quote the request (PII).
+            logger.error("delivery of %s raised %s", job.ref, type(exc).__name__)
+            result = Result(job, ResultKind.FAILED, error=DeliveryCrashed(exc))
         finally:
             self._metrics.in_flight.dec()
             if self._prober is job and self._auth_ok is not None:
@@ -215,12 +242,17 @@ class Sender:
         while True:
             if not auth_ok.is_set() and self._prober is not job:
                 wait_started = time.monotonic()
-                await auth_ok.wait()
+                self._gate_waiters += 1
+                try:
+                    await auth_ok.wait()
+                finally:
+                    self._gate_waiters -= 1
                 blocked_s += time.monotonic() - wait_started
             await self._respect_throttle()
             if self._rate is not None:
                 await self._rate.acquire()
             attempt += 1
+            job.attempts = attempt
             try:
                 status = await client.send(job.request)
             except AuthError as exc:

@@ -92,6 +92,9 @@ class DeadLetterQueue:
 
         headers = dead_letter_headers(record, error, self._group_id)
         if omit_value:
+            # Without the value, and without the record's own headers (they can be what is too
+            # large): ours still point at the original, which stays in the source topic.
+            headers = dead_letter_headers(_Bare(record), error, self._group_id)
             headers.append(("inkit.value.omitted", b"too_large"))
         try:
             self._producer.produce(
@@ -101,11 +104,32 @@ class DeadLetterQueue:
                 headers=headers,
                 on_delivery=delivered,
             )
-        except (BufferError, KafkaException) as exc:
-            # Local queue full or message too large for the producer: report as a failure now,
-            # the caller retries later; the offset stays uncommitted meanwhile.
+        except BufferError:
+            # The local queue is full: report a failure now, the caller retries later; the
+            # offset stays uncommitted meanwhile.
             self._metrics.dead_letter_failures.inc()
-            logger.error("dead-letter produce refused locally: %s", type(exc).__name__)
+            logger.error("dead-letter produce refused locally: queue full")
+            on_done(False)
+            return
+        except KafkaException as exc:
+            kafka_error = exc.args[0]
+            code = kafka_error.code() if hasattr(kafka_error, "code") else None
+            # librdkafka refuses a message over the producer's message.max.bytes inside
+            # produce() (rd_kafka_producev returns MSG_SIZE_TOO_LARGE; confluent-kafka raises it
+            # as KafkaException), not in the delivery report: the same fallback as there, or the
+            # copy is retried every second forever (issue #13, defect 4; the real-broker test
+            # tests/integration/test_stalls.py checks it).
+            if code == KafkaError.MSG_SIZE_TOO_LARGE and not omit_value:
+                self.send(record, error, on_done, omit_value=True)
+                return
+            self._metrics.dead_letter_failures.inc()
+            logger.error(
+                "dead-letter produce refused locally for %s[%s]@%s: %s",
+                record.topic(),
+                record.partition(),
+                record.offset(),
+                kafka_error.name() if hasattr(kafka_error, "name") else type(exc).__name__,
+            )
             on_done(False)
             return
         self._producer.poll(0)
@@ -116,3 +140,16 @@ class DeadLetterQueue:
     def flush(self, timeout_s: float) -> int:
         """Wait for outstanding copies; returns how many are still unacknowledged."""
         return int(self._producer.flush(timeout_s))
+
+
+class _Bare:
+    """A record seen without its own headers (the fallback copy of a record too large)."""
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._record, name)
+
+    def headers(self) -> None:
+        return None

@@ -30,9 +30,21 @@ E2E_BUCKETS_S = (
     14400.0,
 )
 
-RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error")
+RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error", "http_error")
 COMMIT_RESULTS = ("success", "failure")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
+# What holds a partition's oldest unfinished record (the holder label: a closed set).
+HOLDERS = (
+    "none",
+    "in_flight",
+    "retrying",
+    "auth",
+    "backpressure",
+    "handoff",
+    "registry",
+    "dead_letter",
+    "dead_letter_retry",
+)
 
 
 class Metrics:
@@ -71,7 +83,7 @@ class Metrics:
         self.retries = counter(
             "retries",
             "Requests scheduled for a retry, by reason (timeout, connection_error, rate_limited, "
-            "server_error).",
+            "server_error, http_error).",
             ("reason",),
         )
         self.rate_limited = counter(
@@ -162,6 +174,32 @@ class Metrics:
         self.rate_limit_decreases = counter(
             "rate_limit_decreases", "Adaptive mode: step-downs of the rate after a 429."
         )
+        self.oldest_unfinished_age = gauge(
+            "oldest_unfinished_age_seconds",
+            "Per partition, how long ago its oldest unfinished record was read (0: none), and "
+            "what holds it (holder: none, in_flight, retrying, auth, backpressure, handoff, "
+            "registry, dead_letter, dead_letter_retry). Grows without bound only in a stall.",
+            ("topic", "partition", "holder"),
+        )
+        self.ledger_entries = gauge(
+            "ledger_entries",
+            "Events remembered in the sent-ledger index (sent by any member within the window).",
+        )
+        self.ledger_lookups = counter(
+            "ledger_lookups",
+            "Sent-ledger look-ups before a send, by result (hit: skipped as already_sent).",
+            ("result",),
+        )
+        self.ledger_writes = counter(
+            "ledger_writes",
+            "Sent-ledger records produced after a 2xx, by result (failed: retried; deliveries "
+            "are not committed until their ledger record lands).",
+            ("result",),
+        )
+        self.ledger_rebuild_seconds = gauge(
+            "ledger_rebuild_seconds",
+            "Time the last start-up took to read the sent-ledger to its end.",
+        )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
         self.build_info.labels(__version__).set(1)
 
@@ -176,4 +214,8 @@ class Metrics:
             self.dead_letter_scans.labels(result)
         for result in ("ok", "failed"):
             self.group_lag_reads.labels(result)
+        for result in ("hit", "miss"):
+            self.ledger_lookups.labels(result)
+        for result in ("ok", "failed"):
+            self.ledger_writes.labels(result)
         self.records.labels(Outcome.DELIVERED.value, "ok")

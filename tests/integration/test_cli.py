@@ -132,6 +132,7 @@ def test_check_reports_every_dependency_and_redacts_secrets(
         "consumer: the brokers enable it",  # Kafka 4.1: KIP-848
         "ok   schema registry",
         "ok   inkit",
+        f"ok   sent-ledger: {topic}.sent does not exist yet: `run` creates it",
     ):
         assert line in result.stdout
     for secret in ("very-secret-key", "registry-secret", "kafka-secret"):
@@ -181,3 +182,22 @@ def test_produce_encodes_with_the_registry_and_reports(
     assert len(records) == 5
     assert all(r.value()[0] == 0 for r in records)  # Confluent wire format: magic byte 0
     assert {r.key() for r in records} == {f"u{i}".encode() for i in range(5)}
+
+
+def test_check_refuses_a_sent_ledger_topic_that_is_not_compacted(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], inkit_simulator: InkitSimulator
+) -> None:
+    topic = topic_factory(partitions=1)
+    topic_factory(name=f"{topic}.dlq")
+    topic_factory(name=f"{topic}.sent")  # the broker's default cleanup.policy: delete
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_TOPIC": topic,
+        "KAFKA_VALUE_FORMAT": "json",
+        "INKIT_API_KEY": "k",
+        "INKIT_API_URL": inkit_simulator.webhook_url,
+    }
+    result = cli("check", env=env)
+    assert result.returncode != 0
+    assert "cleanup.policy=delete: it must be compact" in result.stdout
+    assert_one_clear_line(cli("run", env=env), 1, "sent-ledger", "cleanup.policy=delete")

@@ -27,6 +27,7 @@ ALERTS = {
     "InkitConnectorHighErrorRate",
     "InkitConnectorDown",
     "InkitConnectorNotReady",
+    "InkitConnectorRecordStuck",
 }
 SEVERITIES = {"warning", "critical"}
 RUNBOOK_BASE = "https://github.com/inkit-connector/inkit-connector/blob/main/README.md#"

@@ -118,5 +118,14 @@ all export it. The floor keeps a tiny or idle topic quiet. */}}
   "description" (printf `Pod {{ $labels.pod }} has reported not ready for more than %s without being auth-blocked: it has no partitions assigned (more replicas than partitions, or a rebalance that does not settle).` .for)) | fromYaml) }}
 {{- end }}{{ end }}
 
+{{- /* Issue #13: no stall is silent. Per partition, the age of its oldest unfinished record
+and what holds it (the processor's own view; the broker's view is NoDeliveries). */}}
+{{- with $a.recordStuck }}{{ if .enabled }}
+{{- $expr := printf "max by (namespace, pod, topic, partition, holder) (inkit_connector_oldest_unfinished_age_seconds{%s}) > %s\n" $s (include "inkit-connector.envText" .minAgeSeconds) }}
+{{- $rules = append $rules (include "inkit-connector.alertRule" (dict "root" $ "name" "InkitConnectorRecordStuck" "values" . "expr" $expr
+  "summary" `A record of {{ $labels.topic }}[{{ $labels.partition }}] is stuck in {{ $labels.namespace }}.`
+  "description" (printf `On pod {{ $labels.pod }}, the oldest unfinished record of {{ $labels.topic }}[{{ $labels.partition }}] has been unfinished for over %s s, held by "{{ $labels.holder }}". No commit can pass it: a restart re-reads the partition from there.` (include "inkit-connector.envText" .minAgeSeconds))) | fromYaml) }}
+{{- end }}{{ end }}
+
 {{- toYaml (list (dict "name" "inkit-connector" "rules" $rules)) }}
 {{- end }}

@@ -71,6 +71,8 @@ class Harness:
             max_uncommitted=kw.pop("max_uncommitted", None),  # type: ignore[arg-type]
             commit_interval_s=float(kw.pop("commit_interval_s", 0.0)),  # type: ignore[arg-type]
             scanner=kw.pop("scanner", None),  # type: ignore[arg-type]
+            ledger=kw.pop("ledger", None),  # type: ignore[arg-type]
+            max_event_age_s=kw.pop("max_event_age_s", None),  # type: ignore[arg-type]
         )
         consumer.commit_cb = self.processor.on_commit
 
@@ -337,8 +339,11 @@ def test_commit_metadata_lists_what_finished_behind_a_slow_record() -> None:
         assert started_ms <= since <= int(time.time() * 1000)
         release.set()
         wait_for(lambda: consumer.committed_offsets.get(0) == 4)
-    # Nothing left unfinished: no instant to look back from.
-    assert decode_metadata(4, consumer.committed_metadata[0]).since_ms is None
+    # Nothing left unfinished: the instant of the last read, so that a record dead-lettered
+    # after this commit is looked for by a next owner (issue #13, defect 7).
+    idle_since = decode_metadata(4, consumer.committed_metadata[0]).since_ms
+    assert idle_since is not None
+    assert since <= idle_since <= int(time.time() * 1000)
 
 
 class FakeScanner:
