@@ -102,8 +102,13 @@ SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "INKIT_REQUIRE_FULL_ADDRESS",
         "false",
-        "Physical mail: dead-letter events without name, address line 1, city, state, ZIP and "
-        "country.",
+        "Physical mail: dead-letter events without name, address line 1, city and country "
+        "(and state and ZIP for US addresses).",
+    ),
+    SettingDoc(
+        "INKIT_SEND_AUDIENCE_EXITS",
+        "false",
+        "Send Engage audience exits (else skipped: `audience_exit`).",
     ),
     SettingDoc("INKIT_MAX_IN_FLIGHT", "64", "Most requests in flight at once, across partitions."),
     SettingDoc("INKIT_RATE_LIMIT", "", "Most requests per second (token bucket); unset: no limit."),
@@ -210,6 +215,7 @@ class Settings:
     inkit_template_id: str | None = None
     inkit_destinations: Mapping[str, Any] | None = None
     require_full_address: bool = False
+    send_audience_exits: bool = False
     max_in_flight: int = 64
     rate_limit: float | None = None
     rate_limit_scope: str = "pod"
@@ -294,6 +300,7 @@ class Settings:
             inkit_template_id=r.text("INKIT_TEMPLATE_ID"),
             inkit_destinations=destinations,
             require_full_address=r.flag("INKIT_REQUIRE_FULL_ADDRESS", False),
+            send_audience_exits=r.flag("INKIT_SEND_AUDIENCE_EXITS", False),
             max_in_flight=max_in_flight,
             rate_limit=rate_limit,
             rate_limit_scope=r.choice("INKIT_RATE_LIMIT_SCOPE", RATE_LIMIT_SCOPES, "pod"),
@@ -353,6 +360,7 @@ class Settings:
             "INKIT_TEMPLATE_ID": self.inkit_template_id,
             "INKIT_DESTINATIONS": self.inkit_destinations,
             "INKIT_REQUIRE_FULL_ADDRESS": self.require_full_address,
+            "INKIT_SEND_AUDIENCE_EXITS": self.send_audience_exits,
             "INKIT_MAX_IN_FLIGHT": self.max_in_flight,
             "INKIT_RATE_LIMIT": self.rate_limit,
             "INKIT_RATE_LIMIT_SCOPE": self.rate_limit_scope,

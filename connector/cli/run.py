@@ -118,7 +118,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     protocol, why = group_protocol(settings)
     logger.info("consumer group protocol: %s (%s)", protocol, why)
     decoder = build_decoder(settings)
-    mapper = Mapper(settings)
+    mapper = Mapper(settings, metrics)
 
     processor_ref: list[Processor] = []
 

@@ -33,6 +33,22 @@ E2E_BUCKETS_S = (
 RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error", "http_error")
 COMMIT_RESULTS = ("success", "failure")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
+# Inkit's contact fields (and Segment's `name`, which fills two of them): the closed label set of
+# dropped_fields. A value is never a label.
+DROPPABLE_FIELDS = (
+    "first_name",
+    "last_name",
+    "name",
+    "email",
+    "company",
+    "phone",
+    "address_line_1",
+    "address_line_2",
+    "address_city",
+    "address_state",
+    "address_zip",
+    "address_country",
+)
 # What holds a partition's oldest unfinished record (the holder label: a closed set).
 HOLDERS = (
     "none",
@@ -174,6 +190,12 @@ class Metrics:
         self.rate_limit_decreases = counter(
             "rate_limit_decreases", "Adaptive mode: step-downs of the rate after a 429."
         )
+        self.dropped_fields = counter(
+            "dropped_fields",
+            "Optional contact traits dropped because their value was a boolean, a list or an "
+            "object (the letter is sent without them), by field (Inkit's name, or `name`).",
+            ("field",),
+        )
         self.oldest_unfinished_age = gauge(
             "oldest_unfinished_age_seconds",
             "Per partition, how long ago its oldest unfinished record was read (0: none), and "
@@ -219,3 +241,5 @@ class Metrics:
         for result in ("ok", "failed"):
             self.ledger_writes.labels(result)
         self.records.labels(Outcome.DELIVERED.value, "ok")
+        for name in DROPPABLE_FIELDS:
+            self.dropped_fields.labels(name)

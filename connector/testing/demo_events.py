@@ -224,16 +224,17 @@ def build_demo_stream(
             page = build.message("page", user_id, name="Pricing", properties={"path": "/pricing"})
             add(timeline, page, "skipped", "not_identify")
         if n % 40 == 15:  # Engage: an audience membership synced as a boolean trait
-            audience = rng.choice(_AUDIENCES)
+            audience, entered = rng.choice(_AUDIENCES), rng.random() < 0.7
             engage = build.message(
                 "identify",
                 user_id,
-                traits={"template_id": template_id, audience: rng.random() < 0.7},
+                traits={"template_id": template_id, audience: entered},
                 context={
                     "personas": {"computation_class": "audience", "computation_key": audience}
                 },
             )
-            add(timeline, engage)
+            # an exit (the audience trait false) is no letter unless INKIT_SEND_AUDIENCE_EXITS
+            add(timeline, engage, *(() if entered else ("skipped", "audience_exit")))
         if n % 60 == 25:  # this source turned Inkit off for the message
             off = build.message(
                 "identify", user_id, traits=dict(traits), integrations={"Inkit": False}
@@ -252,11 +253,11 @@ def build_demo_stream(
                     "first_name": "Omar",
                     "address_line_1": "4 Elm St",
                     "address_city": "Boise",
-                    "address_state": "ID",
-                    "address_zip": "8370",
+                    "address_state": "ZZ",
+                    "address_zip": "83702",
                     "address_country": "US",
                 },
-                "invalid_zip",
+                "invalid_state",
             ),
             ({"first_name": "Pia", "email": "pia@example.com"}, "missing_template_id"),
         ),
