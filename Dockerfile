@@ -26,7 +26,11 @@ COPY requirements/image.lock requirements/image-build.lock ./requirements/
 RUN /opt/build/bin/pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: \
         -r requirements/image-build.lock \
     && /opt/build/bin/pip --python /opt/venv/bin/python install --no-cache-dir \
-        --require-hashes --no-deps --only-binary=:all: -r requirements/image.lock
+        --require-hashes --no-deps --only-binary=:all: -r requirements/image.lock \
+    && rm -rf /opt/venv/lib/python3*/site-packages/pycountry/locales \
+        /opt/venv/lib/python3*/site-packages/pycountry/tests
+# pycountry's translations of country names (22 MB of gettext catalogues) are never read: the
+# mapping matches English names and ISO codes only (connector/events/address.py).
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY connector ./connector

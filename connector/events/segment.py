@@ -6,6 +6,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from connector.events.avro import MAX_NESTING
@@ -63,7 +64,7 @@ def message_from_json(obj: Mapping[str, Any]) -> SegmentMessage:
         if value is None:
             value = obj.get(snake)
         if value is not None and not isinstance(value, str):
-            raise _fail(DecodeReason.INVALID_FIELD, f"{camel} must be a string")
+            value = _text_of_number(camel, value)
         fields[camel] = value
     user_id = fields["userId"] or None
     anonymous_id = fields["anonymousId"] or None
@@ -84,6 +85,31 @@ def message_from_json(obj: Mapping[str, Any]) -> SegmentMessage:
         version=segment_version(obj.get("version")),
         channel=fields["channel"],
     )
+
+
+_TIMESTAMP_FIELDS = frozenset({"timestamp", "sentAt", "receivedAt", "originalTimestamp"})
+# Epoch numbers above this are milliseconds (1973 in ms; year 5138 in seconds).
+_EPOCH_MS_ABOVE = 100_000_000_000
+
+
+def _text_of_number(name: str, value: Any) -> str:
+    """Segment's libraries accept a numeric userId and an epoch timestamp; the mapping works on
+    text. An integral number becomes its digits, an epoch number (seconds or milliseconds) an
+    ISO-8601 UTC time; anything else is not a Segment field."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(DecodeReason.INVALID_FIELD, f"{name} must be a string")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(DecodeReason.INVALID_NUMBER, f"{name} is NaN or infinite")
+    if name in _TIMESTAMP_FIELDS:
+        seconds = value / 1000 if abs(value) > _EPOCH_MS_ABOVE else float(value)
+        try:
+            moment = datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise _fail(DecodeReason.INVALID_FIELD, f"{name} is not a time") from None
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, float) and not value.is_integer():
+        raise _fail(DecodeReason.INVALID_FIELD, f"{name} must be a string or a whole number")
+    return str(int(value))
 
 
 def segment_version(value: Any) -> str | None:

@@ -241,6 +241,16 @@ def test_json_that_is_not_an_object(raw: bytes) -> None:
     assert reason_of(JsonDecoder(), raw) == DecodeReason.NOT_AN_OBJECT
 
 
+def test_a_numeric_user_id_and_an_epoch_timestamp_are_read_as_segment_reads_them() -> None:
+    # Segment's libraries accept both; the mapping never uses the envelope's time, but a letter
+    # must not be lost over it (issue #22).
+    event = {"type": "identify", "userId": 12345, "timestamp": 1714557600000, "sentAt": 1714557600}
+    message = JsonDecoder().decode(json.dumps(event).encode())
+    assert message.user_id == "12345"
+    assert message.timestamp == "2024-05-01T10:00:00.000Z"
+    assert message.sent_at == "2024-05-01T10:00:00.000Z"
+
+
 @pytest.mark.parametrize(
     ("event", "reason"),
     [
@@ -249,11 +259,14 @@ def test_json_that_is_not_an_object(raw: bytes) -> None:
         ({"type": " ", "userId": "u-1"}, DecodeReason.MISSING_TYPE),
         ({"type": "identify"}, DecodeReason.MISSING_IDENTITY),
         ({"type": "identify", "userId": "", "anonymousId": None}, DecodeReason.MISSING_IDENTITY),
-        ({"type": "identify", "userId": 12}, DecodeReason.INVALID_FIELD),
+        ({"type": "identify", "userId": True}, DecodeReason.INVALID_FIELD),
+        ({"type": "identify", "userId": 1.5}, DecodeReason.INVALID_FIELD),
+        ({"type": "identify", "userId": {"id": 1}}, DecodeReason.INVALID_FIELD),
         ({"type": "identify", "userId": "u-1", "traits": []}, DecodeReason.INVALID_FIELD),
         ({"type": "identify", "userId": "u-1", "traits": "x"}, DecodeReason.INVALID_FIELD),
         ({"type": "identify", "userId": "u-1", "context": 1}, DecodeReason.INVALID_FIELD),
-        ({"type": "identify", "userId": "u-1", "sentAt": 1}, DecodeReason.INVALID_FIELD),
+        ({"type": "identify", "userId": "u-1", "sentAt": [1]}, DecodeReason.INVALID_FIELD),
+        ({"type": "identify", "userId": "u-1", "sentAt": 1e300}, DecodeReason.INVALID_FIELD),
         ({"type": "identify", "userId": "u-1", "version": [1]}, DecodeReason.INVALID_FIELD),
     ],
 )
