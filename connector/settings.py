@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.env import EnvReader
 from connector.errors import ConfigError
 from connector.models import InkitMode
 
@@ -22,6 +23,7 @@ DEFAULT_WEBHOOK_URL = "https://internal.inkit.io/integrations/webhook"
 DEFAULT_RENDER_URL = "https://api.inkit.com/v1/render"
 VALUE_FORMATS = ("confluent-avro", "avro", "json", "confluent-json")
 KAFKA_PASSTHROUGH_PREFIX = "KAFKA_CONFIG_"
+RATE_LIMIT_SCOPES = ("pod", "group")
 
 # librdkafka settings that would break "commit only after delivery", or that the connector owns.
 _FORBIDDEN_KAFKA_KEYS = {
@@ -110,6 +112,26 @@ SETTINGS: tuple[SettingDoc, ...] = (
     ),
     SettingDoc("INKIT_MAX_IN_FLIGHT", "64", "Most requests in flight at once, across partitions."),
     SettingDoc("INKIT_RATE_LIMIT", "", "Most requests per second (token bucket); unset: no limit."),
+    SettingDoc(
+        "INKIT_RATE_LIMIT_SCOPE",
+        "pod",
+        "`pod`: INKIT_RATE_LIMIT holds for each process. `group`: for the whole consumer group; "
+        "each member takes its assigned partitions' share of it (see Rate limits).",
+    ),
+    SettingDoc(
+        "INKIT_RATE_LIMIT_ADAPTIVE",
+        "false",
+        "Find Inkit's limit: start at INKIT_RATE_LIMIT, step down ×0.8 on 429s, probe up "
+        "while requests succeed (AIMD).",
+    ),
+    SettingDoc(
+        "INKIT_RATE_LIMIT_MIN", "1", "Adaptive mode: the lowest rate it steps down to (requests/s)."
+    ),
+    SettingDoc(
+        "INKIT_RATE_LIMIT_PROBE_STEP",
+        "`INKIT_RATE_LIMIT / 100`",
+        "Adaptive mode: requests/s added to the rate per second without a 429.",
+    ),
     SettingDoc("INKIT_TIMEOUT_SECONDS", "10", "Timeout of one HTTP request."),
     SettingDoc(
         "INKIT_RETRY_MAX_SECONDS",
@@ -208,6 +230,10 @@ class Settings:
     send_audience_exits: bool = False
     max_in_flight: int = 64
     rate_limit: float | None = None
+    rate_limit_scope: str = "pod"
+    rate_limit_adaptive: bool = False
+    rate_limit_min: float = 1.0
+    rate_limit_probe_step: float | None = None
     timeout_s: float = 10.0
     retry_max_s: float = 14400.0
     ca_bundle: str | None = None
@@ -236,7 +262,7 @@ class Settings:
         require_api_key: bool = True,
     ) -> Settings:
         """Read and validate every setting; raise ``ConfigError`` with one clear line."""
-        r = _Reader(env)
+        r = EnvReader(env)
         bootstrap = r.text("KAFKA_BOOTSTRAP_SERVERS", required=require_kafka) or ""
         topic = r.text("KAFKA_TOPIC", required=require_kafka) or ""
         value_format = r.choice("KAFKA_VALUE_FORMAT", VALUE_FORMATS, "confluent-avro")
@@ -272,6 +298,7 @@ class Settings:
         timeout_s = r.number("INKIT_TIMEOUT_SECONDS", 10.0, low=0.1, high=600)
         drain_s = r.number("DRAIN_TIMEOUT_SECONDS", 20.0, low=0.0, high=3600)
         buffered_default = max(1000, 8 * max_in_flight)
+        rate_limit = r.optional_number("INKIT_RATE_LIMIT", low=0.01, high=1_000_000)
         settings = cls(
             bootstrap_servers=bootstrap,
             topic=topic,
@@ -290,7 +317,13 @@ class Settings:
             require_full_address=r.flag("INKIT_REQUIRE_FULL_ADDRESS", False),
             send_audience_exits=r.flag("INKIT_SEND_AUDIENCE_EXITS", False),
             max_in_flight=max_in_flight,
-            rate_limit=r.optional_number("INKIT_RATE_LIMIT", low=0.01, high=1_000_000),
+            rate_limit=rate_limit,
+            rate_limit_scope=r.choice("INKIT_RATE_LIMIT_SCOPE", RATE_LIMIT_SCOPES, "pod"),
+            rate_limit_adaptive=r.flag("INKIT_RATE_LIMIT_ADAPTIVE", False),
+            rate_limit_min=r.number("INKIT_RATE_LIMIT_MIN", 1.0, low=0.01, high=1_000_000),
+            rate_limit_probe_step=r.optional_number(
+                "INKIT_RATE_LIMIT_PROBE_STEP", low=0.001, high=1_000_000
+            ),
             timeout_s=timeout_s,
             retry_max_s=r.number("INKIT_RETRY_MAX_SECONDS", 14400.0, low=0.0, high=30 * 86400),
             ca_bundle=r.text("INKIT_CA_BUNDLE"),
@@ -318,6 +351,7 @@ class Settings:
         )
         if settings.dlq_topic and settings.dlq_topic == settings.topic:
             raise ConfigError("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC")
+        _check_rate_limit(settings)
         ledger = settings.ledger_topic
         if settings.ledger_enabled and ledger and ledger in (settings.topic, settings.dlq_topic):
             raise ConfigError("KAFKA_LEDGER_TOPIC must differ from KAFKA_TOPIC and KAFKA_DLQ_TOPIC")
@@ -347,6 +381,10 @@ class Settings:
             "INKIT_SEND_AUDIENCE_EXITS": self.send_audience_exits,
             "INKIT_MAX_IN_FLIGHT": self.max_in_flight,
             "INKIT_RATE_LIMIT": self.rate_limit,
+            "INKIT_RATE_LIMIT_SCOPE": self.rate_limit_scope,
+            "INKIT_RATE_LIMIT_ADAPTIVE": self.rate_limit_adaptive,
+            "INKIT_RATE_LIMIT_MIN": self.rate_limit_min,
+            "INKIT_RATE_LIMIT_PROBE_STEP": self.rate_limit_probe_step,
             "INKIT_TIMEOUT_SECONDS": self.timeout_s,
             "INKIT_RETRY_MAX_SECONDS": self.retry_max_s,
             "INKIT_CA_BUNDLE": self.ca_bundle,
@@ -372,6 +410,22 @@ class Settings:
         conf = {"bootstrap.servers": self.bootstrap_servers}
         conf.update(self.kafka_extra)
         return conf
+
+
+def _check_rate_limit(settings: Settings) -> None:
+    """INKIT_RATE_LIMIT_SCOPE=group and adaptive mode both need a rate to share or start from."""
+    if settings.rate_limit is None:
+        if settings.rate_limit_scope == "group":
+            raise ConfigError(
+                "INKIT_RATE_LIMIT_SCOPE=group needs INKIT_RATE_LIMIT (the group's rate)"
+            )
+        if settings.rate_limit_adaptive:
+            raise ConfigError(
+                "INKIT_RATE_LIMIT_ADAPTIVE=true needs INKIT_RATE_LIMIT (the rate it starts from "
+                "and never exceeds)"
+            )
+    elif settings.rate_limit_adaptive and settings.rate_limit_min > settings.rate_limit:
+        raise ConfigError("INKIT_RATE_LIMIT_MIN must not exceed INKIT_RATE_LIMIT")
 
 
 def _hours(hours: float | None) -> float | None:
@@ -420,66 +474,6 @@ def _check_url(name: str, url: str, *, allow_http: bool) -> None:
             f"{name} must use https (http is allowed only for a loopback host, "
             "or with INKIT_ALLOW_INSECURE_HTTP=true)"
         )
-
-
-class _Reader:
-    """Typed access to the environment with one-line errors that name the variable."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def text(self, name: str, *, required: bool = False) -> str | None:
-        value = self._env.get(name, "").strip()
-        if not value:
-            if required:
-                raise ConfigError(f"{name} is required")
-            return None
-        return value
-
-    def choice(self, name: str, allowed: tuple[str, ...], default: str, upper: bool = False) -> str:
-        value = self.text(name) or default
-        value = value.upper() if upper else value.lower()
-        if value not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.text(name)
-        if value is None:
-            return default
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{name} must be true or false; got {value!r}")
-
-    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        value = self.text(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number; got {value!r}") from None
-        if not low <= number <= high:
-            raise ConfigError(f"{name} must be between {low} and {high}; got {number}")
-        return number
-
-    def number(self, name: str, default: float, *, low: float, high: float) -> float:
-        value = self.optional_number(name, low=low, high=high)
-        return default if value is None else value
-
-    def optional_number(self, name: str, *, low: float, high: float) -> float | None:
-        value = self.text(name)
-        if value is None:
-            return None
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number; got {value!r}") from None
-        if not low <= number <= high:
-            raise ConfigError(f"{name} must be between {low:g} and {high:g}; got {number:g}")
-        return number
 
 
 def _existing_file(name: str, path: str | None) -> str | None:

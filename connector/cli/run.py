@@ -31,6 +31,12 @@ from connector.errors import ConnectorError, ConsumerError, StartupError
 from connector.events.decoding import build_decoder
 from connector.events.mapping import Mapper
 from connector.inkit.client import InkitClient
+from connector.inkit.group_share import (
+    ShareWatcher,
+    assigned_partitions,
+    topic_partition_count,
+)
+from connector.inkit.ratelimit import build_rate_control
 from connector.inkit.sender import Sender
 from connector.kafka.consumer import (
     admin_config,
@@ -215,14 +221,25 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         for http in http_clients:
             await http.aclose()
 
+    rate_control = build_rate_control(settings, metrics)
     sender = Sender(
         client_factory,
         metrics,
         retry_max_s=settings.retry_max_s,
-        rate_limit=settings.rate_limit,
+        rate_control=rate_control,
         close_client=close_client,
     )
     sender_ref.append(sender)
+    # INKIT_RATE_LIMIT_SCOPE=group: the share follows this member's assignment (group_share.py).
+    share_watcher = None
+    if rate_control is not None and settings.rate_limit_scope == "group":
+        share_watcher = ShareWatcher(
+            settings.topic,
+            lambda: assigned_partitions(registry),
+            lambda: topic_partition_count(admin, settings.topic),
+            sender.set_rate_share,
+            initial_total=partitions[settings.topic],
+        )
     processor = Processor(
         consumer=consumer,
         decoder=decoder,
@@ -281,6 +298,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     group_lag.start()
     try:
         sender.start()  # raises StartupError (one line) if its HTTP client cannot be built
+        if share_watcher is not None:
+            share_watcher.start()
         metrics.ready.set(1)
         processor.subscribe()
         processor.run()
@@ -293,6 +312,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         return 1
     finally:
         metrics.ready.set(0)
+        if share_watcher is not None:
+            share_watcher.stop()
         _close_within(consumer, CLOSE_TIMEOUT_S)
         if producer is not None:
             producer.flush(10)

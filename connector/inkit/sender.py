@@ -23,7 +23,7 @@ from connector.errors import (
 )
 from connector.inkit.client import InkitClient
 from connector.inkit.outage_log import OutageLog
-from connector.inkit.ratelimit import TokenBucket
+from connector.inkit.ratelimit import RateControl
 from connector.inkit.retry import Backoff
 from connector.models import InkitRequest, RecordRef
 from connector.observability.metrics import Metrics
@@ -108,7 +108,7 @@ class Sender:
         metrics: Metrics,
         *,
         retry_max_s: float,
-        rate_limit: float | None = None,
+        rate_control: RateControl | None = None,
         backoff: Backoff | None = None,
         auth_probe_first_s: float = AUTH_PROBE_FIRST_S,
         close_client: Callable[[], Coroutine[Any, Any, None]] | None = None,
@@ -116,7 +116,7 @@ class Sender:
         self._client_factory = client_factory
         self._metrics = metrics
         self._retry_max_s = retry_max_s
-        self._rate_limit = rate_limit
+        self._rate = rate_control
         self._backoff = backoff or Backoff()
         self._auth_probe_first_s = auth_probe_first_s
         self._close_client = close_client
@@ -125,7 +125,6 @@ class Sender:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="inkit-sender", daemon=True)
         self._client: InkitClient | None = None
-        self._bucket: TokenBucket | None = None
         self._not_before = 0.0  # monotonic time before which nobody sends (shared 429 throttle)
         self._auth_ok: asyncio.Event | None = None
         self._prober: Job | None = None
@@ -169,6 +168,11 @@ class Sender:
         if jobs:
             self._loop.call_soon_threadsafe(self._cancel_tasks, jobs)
 
+    def set_rate_share(self, share: float) -> None:
+        """This member's share of the group's rate limit (thread-safe; see group_share.py)."""
+        if self._rate is not None:
+            self._loop.call_soon_threadsafe(self._rate.set_share, share)
+
     @property
     def needs_probe(self) -> bool:
         """The key was refused and nobody is probing it any more (the prober and every job
@@ -194,8 +198,6 @@ class Sender:
             return
         self._auth_ok = asyncio.Event()
         self._auth_ok.set()
-        if self._rate_limit:
-            self._bucket = TokenBucket(self._rate_limit)
         self._loop.run_forever()
 
     async def _shutdown(self) -> None:
@@ -261,8 +263,8 @@ class Sender:
                     self._gate_waiters -= 1
                 blocked_s += time.monotonic() - wait_started
             await self._respect_throttle()
-            if self._bucket is not None:
-                await self._bucket.acquire()
+            if self._rate is not None:
+                await self._rate.acquire()
             attempt += 1
             job.attempts = attempt
             try:
@@ -281,7 +283,12 @@ class Sender:
             except RateLimited as exc:
                 self._unblock(job)
                 delay = self._backoff.delay(attempt, exc.retry_after)
-                self._not_before = max(self._not_before, time.monotonic() + delay)
+                if self._rate is not None and self._rate.adaptive:
+                    # The adaptive rate steps down instead: pausing the whole client for every
+                    # 429 as well would cost far more throughput than the 429 signals.
+                    self._rate.on_rate_limited()
+                else:
+                    self._not_before = max(self._not_before, time.monotonic() + delay)
                 retry_reason, status_seen = "rate_limited", 429
             except InkitUnavailable as exc:
                 self._unblock(job)
@@ -294,6 +301,8 @@ class Sender:
             else:
                 self._unblock(job)
                 self._outage.answered()
+                if self._rate is not None:
+                    self._rate.on_delivered()
                 return Result(job, ResultKind.DELIVERED, status=status)
             self._outage.failed(retry_reason, status_seen, _fields(job))
             failing_s = time.monotonic() - started - blocked_s

@@ -181,6 +181,23 @@ class Metrics:
         self.breaker_trips = counter(
             "breaker_trips", "Times the circuit breaker opened, by failure reason.", ("reason",)
         )
+        self.rate_limit_share = gauge(
+            "rate_limit_share",
+            "This member's share of the group's rate limit: assigned partitions over the topic's "
+            "(INKIT_RATE_LIMIT_SCOPE=group); 1 with pod scope; 0 without INKIT_RATE_LIMIT.",
+        )
+        self.rate_limit_group = gauge(
+            "rate_limit_group_requests_per_second",
+            "The group's request rate limit as this member sees it: INKIT_RATE_LIMIT, or the "
+            "current adaptive rate (INKIT_RATE_LIMIT_ADAPTIVE).",
+        )
+        self.rate_limit_member = gauge(
+            "rate_limit_requests_per_second",
+            "This member's request rate limit now: the group's rate times its share.",
+        )
+        self.rate_limit_decreases = counter(
+            "rate_limit_decreases", "Adaptive mode: step-downs of the rate after a 429."
+        )
         self.dropped_fields = counter(
             "dropped_fields",
             "Optional contact traits dropped because their value was a boolean, a list or an "

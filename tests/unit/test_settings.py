@@ -45,6 +45,20 @@ def test_render_mode_has_its_own_default_url() -> None:
         ({"INKIT_MAX_IN_FLIGHT": "many"}, "must be a whole number"),
         ({"INKIT_TIMEOUT_SECONDS": "-1"}, "INKIT_TIMEOUT_SECONDS must be between"),
         ({"INKIT_MODE": "fax"}, "INKIT_MODE must be one of"),
+        (
+            {"INKIT_RATE_LIMIT_SCOPE": "group"},
+            "INKIT_RATE_LIMIT_SCOPE=group needs INKIT_RATE_LIMIT",
+        ),
+        ({"INKIT_RATE_LIMIT_SCOPE": "cluster"}, "INKIT_RATE_LIMIT_SCOPE must be one of"),
+        ({"INKIT_RATE_LIMIT_ADAPTIVE": "true"}, "INKIT_RATE_LIMIT_ADAPTIVE=true needs"),
+        (
+            {
+                "INKIT_RATE_LIMIT": "5",
+                "INKIT_RATE_LIMIT_ADAPTIVE": "1",
+                "INKIT_RATE_LIMIT_MIN": "9",
+            },
+            "INKIT_RATE_LIMIT_MIN must not exceed",
+        ),
         ({"INKIT_API_URL": "http://inkit.example.com/hook"}, "must use https"),
         ({"INKIT_API_URL": "ftp://x"}, "must be an http(s) URL"),
         ({"INKIT_DESTINATIONS": "[1]"}, "INKIT_DESTINATIONS must be a JSON object"),

@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-hang", type=float, default=0.0)
     parser.add_argument("--hang-s", type=float, default=30.0)
     parser.add_argument("--rate-drop", type=float, default=0.0)
+    parser.add_argument(
+        "--max-rate", type=float, default=None, help="answer 429 above N requests/s"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--max-records", type=int, default=None, help="keep only the newest N")
     args = parser.parse_args(argv)
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         rate_hang=args.rate_hang,
         hang_s=args.hang_s,
         rate_drop=args.rate_drop,
+        max_rate_per_s=args.max_rate,
     )
     core = _SimCore(args.api_key, faults, args.seed, args.max_records)
     with contextlib.suppress(KeyboardInterrupt):

@@ -8,6 +8,8 @@ import json
 import random
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,9 +36,15 @@ class _SimCore:
     calls them from its loop thread while tests call them from theirs."""
 
     def __init__(
-        self, api_key: str, faults: Faults, seed: int | None, max_records: int | None
+        self,
+        api_key: str,
+        faults: Faults,
+        seed: int | None,
+        max_records: int | None,
+        clock: Callable[[], float] = time.monotonic,  # the rate limit's window
     ) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self.api_key = api_key
         self.faults = faults
         self._rng = random.Random(seed)
@@ -52,6 +60,7 @@ class _SimCore:
             self._next_seq = 1
             self._by_status: dict[int, int] = {}
             self._total = self._dropped = self._hung = 0
+            self._passed: deque[float] = deque()  # monotonic times of requests within the limit
 
     def plan(self, req: _Request) -> _Plan:
         if req.error is not None or req.target.startswith(CONTROL_PREFIX):
@@ -95,7 +104,9 @@ class _SimCore:
             status, body = _error(req.error.status, str(req.error))
         elif faults.outage_active(time.time()):
             status, body = _error(faults.outage_status or 503, "simulated outage")
-        elif plan.fault == "429":
+        elif plan.fault == "429" or (
+            faults.max_rate_per_s is not None and self._over_limit(faults.max_rate_per_s)
+        ):
             status, body = _error(429, "rate limit exceeded")
             extra = f"Retry-After: {faults.retry_after_s:g}\r\n"
         elif plan.fault == "5xx":
@@ -106,6 +117,18 @@ class _SimCore:
             self._total += 1
             self._by_status[status] = self._by_status.get(status, 0) + 1
         return status, body, extra
+
+    def _over_limit(self, max_per_s: float) -> bool:
+        """Sliding one-second window: True when ``max_per_s`` requests passed in the last second;
+        otherwise count this one as passed."""
+        now = self._clock()
+        with self._lock:
+            while self._passed and self._passed[0] <= now - 1.0:
+                self._passed.popleft()
+            if len(self._passed) >= max_per_s:
+                return True
+            self._passed.append(now)
+            return False
 
     def _inkit(self, req: _Request, path: str) -> tuple[int, bytes]:
         if path not in (WEBHOOK_PATH, RENDER_PATH):

@@ -75,6 +75,9 @@ class Faults:
     single uniform number, so they are mutually exclusive and their sum must be <= 1. Latency
     applies before every answer except drops and hangs. An outage (503, or 401 for a revoked key)
     overrides everything until `outage_until` (unix time; None means until cleared).
+    `max_rate_per_s` models an account-wide rate limit: a request is answered 429 (with
+    Retry-After `retry_after_s`) when that many requests already passed the limit within the last
+    second; refused requests do not count against it. It applies after the random faults.
     """
 
     latency_ms: float = 0.0
@@ -88,6 +91,7 @@ class Faults:
     rate_drop: float = 0.0
     outage_status: int | None = None
     outage_until: float | None = None
+    max_rate_per_s: float | None = None
 
     def __post_init__(self) -> None:
         rates = (self.rate_429, self.rate_5xx, self.rate_hang, self.rate_drop)
@@ -99,6 +103,8 @@ class Faults:
             raise ValueError("latency must be >= 0 and latency_max_ms >= latency_ms")
         if not self.statuses_5xx or any(not 500 <= s <= 599 for s in self.statuses_5xx):
             raise ValueError("statuses_5xx must be a non-empty tuple of 5xx codes")
+        if self.max_rate_per_s is not None and self.max_rate_per_s <= 0:
+            raise ValueError("max_rate_per_s must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
