@@ -8,6 +8,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: help setup tools lint format typecheck test test-unit test-slow kafka-up kafka-down demo bench simulator \
 	image lock
+.PHONY: local-up local-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -51,6 +52,12 @@ kafka-up: setup  ## start a local Apache Kafka broker on 127.0.0.1:$(KAFKA_PORT)
 
 kafka-down: setup  ## stop the local broker
 	$(PY) -m connector.testing.kafka_broker down --port $(KAFKA_PORT)
+
+local-up: setup tools  ## broker, schema registry and Inkit simulator in the background, topics created; prints `export` lines
+	@$(PY) -m connector.testing.local up --kafka-port $(KAFKA_PORT)
+
+local-down: setup  ## stop what local-up started
+	@$(PY) -m connector.testing.local down --kafka-port $(KAFKA_PORT)
 
 demo: setup tools  ## run the whole pipeline locally: broker, registry, simulator, events, connector, summary
 	$(PY) -m connector.testing.demo

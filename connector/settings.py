@@ -191,6 +191,18 @@ SETTINGS: tuple[SettingDoc, ...] = (
     ),
     SettingDoc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     SettingDoc("LOG_FORMAT", "text", "`text` or `json` (one JSON object per line)."),
+    SettingDoc(
+        "BREAKER_MIN_FAILURES",
+        "20",
+        "Circuit breaker: failures of one reason among the last 100 records that pause delivery "
+        "(held, not dead-lettered) when they are also `BREAKER_FAILURE_RATIO` of them; 0: off.",
+    ),
+    SettingDoc("BREAKER_FAILURE_RATIO", "0.5", "Circuit breaker: share of recent records (0-1]."),
+    SettingDoc(
+        "BREAKER_ACTION",
+        "pause",
+        "`pause` (hold and probe) or `dead-letter` (log, dead-letter on).",
+    ),
 )
 
 
@@ -237,6 +249,9 @@ class Settings:
     max_event_age_s: float | None = None
     log_level: str = "INFO"
     log_format: str = "text"
+    breaker_min_failures: int = 20
+    breaker_failure_ratio: float = 0.5
+    breaker_action: str = "pause"
 
     @classmethod
     def from_env(
@@ -330,6 +345,9 @@ class Settings:
                 "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
             ),
             log_format=r.choice("LOG_FORMAT", ("text", "json"), "text"),
+            breaker_min_failures=r.integer("BREAKER_MIN_FAILURES", 20, low=0, high=100),
+            breaker_failure_ratio=r.number("BREAKER_FAILURE_RATIO", 0.5, low=0.01, high=1.0),
+            breaker_action=r.choice("BREAKER_ACTION", ("pause", "dead-letter"), "pause"),
         )
         if settings.dlq_topic and settings.dlq_topic == settings.topic:
             raise ConfigError("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC")
@@ -382,6 +400,9 @@ class Settings:
             "MAX_EVENT_AGE_HOURS": _hours_back(self.max_event_age_s),
             "LOG_LEVEL": self.log_level,
             "LOG_FORMAT": self.log_format,
+            "BREAKER_MIN_FAILURES": self.breaker_min_failures,
+            "BREAKER_FAILURE_RATIO": self.breaker_failure_ratio,
+            "BREAKER_ACTION": self.breaker_action,
         }
 
     def librdkafka_common(self) -> dict[str, str]:

@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 
-from connector.errors import StartupError
+from connector.errors import ConfigError, StartupError
 from connector.kafka.ledger_topic import ensure_ledger_topic, ledger_topic_state
 from connector.kafka.security_errors import explain as explain_security_error
 from connector.settings import Settings
@@ -86,7 +86,10 @@ def kafka_topics(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
     try:
         admin = AdminClient(conf)
     except KafkaException as exc:  # e.g. an ssl.* file that does not exist or does not parse
-        raise StartupError(f"Kafka client settings rejected: {exc.args[0].str()}") from exc
+        # librdkafka refuses its configuration (_INVALID_ARG): a setting to fix, exit 2.
+        raise ConfigError(
+            f"Kafka client settings rejected: {exc.args[0].str()} (check KAFKA_CONFIG_* variables)"
+        ) from exc
     # The error callback only runs when the client is polled, so wait in short slices: a refused
     # SASL password is then reported as such within a second instead of as a timeout.
     deadline = time.monotonic() + timeout_s
@@ -156,6 +159,18 @@ def check_registry(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
     return CheckResult("schema registry", True, f"reachable at {settings.schema_registry_url}")
 
 
+def check_ca_bundle(settings: Settings) -> None:
+    """INKIT_CA_BUNDLE must be a readable PEM file of CAs: else no request could be sent (and
+    `run`'s sender could not even start). Raises ConfigError with one line."""
+    if settings.ca_bundle is None:
+        return
+    try:
+        ssl.create_default_context(cafile=settings.ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a PEM CA file"
+        raise ConfigError(f"INKIT_CA_BUNDLE={settings.ca_bundle}: {why}") from exc
+
+
 def _certificate_error(exc: BaseException) -> str | None:
     """OpenSSL's reason when ``exc`` was caused by a failed certificate check, else None."""
     seen: BaseException | None = exc
@@ -204,14 +219,24 @@ def check_ledger(settings: Settings, timeout_s: float = 10.0) -> CheckResult:
 
 
 def check_inkit(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
-    """Inkit's host answers HTTP (any status): the network path and TLS work. Sends no data."""
+    """INKIT_API_URL answers HTTP (the network path and TLS work) with anything but 404 (a
+    wrong path would reject every event). A HEAD without the key: sends no data."""
     parts = urllib.parse.urlsplit(settings.inkit_api_url)
-    base = f"{parts.scheme}://{parts.netloc}/"
+    try:
+        check_ca_bundle(settings)
+    except ConfigError as exc:
+        return CheckResult("inkit", False, exc.detail)
     verify: Any = settings.ca_bundle or True
     try:
-        response = httpx.head(base, timeout=timeout_s, verify=verify)
+        response = httpx.head(settings.inkit_api_url, timeout=timeout_s, verify=verify)
     except httpx.HTTPError as exc:
         return CheckResult("inkit", False, f"{parts.netloc} unreachable ({type(exc).__name__})")
+    if response.status_code == 404:
+        return CheckResult(
+            "inkit",
+            False,
+            f"{settings.inkit_api_url} answers 404 Not Found: check INKIT_API_URL and INKIT_MODE",
+        )
     return CheckResult("inkit", True, f"{parts.netloc} answers (HTTP {response.status_code})")
 
 
@@ -230,6 +255,9 @@ def run_checks(settings: Settings, emit: Callable[[CheckResult], None]) -> bool:
         results.append(CheckResult("dead-letter topic", True, settings.dlq_topic))
         protocol, why = group_protocol(settings)
         results.append(CheckResult("group protocol", True, f"{protocol}: {why}"))
+        from connector.cli.sample import check_sample  # imports this module's CheckResult
+
+        results.append(check_sample(settings))
         results.append(check_ledger(settings))
     results.append(check_registry(settings))
     results.append(check_inkit(settings))

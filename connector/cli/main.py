@@ -10,7 +10,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from confluent_kafka import KafkaError, KafkaException
+
 from connector import __version__
+from connector.cli.unknown_env import warn_unknown_variables
 from connector.errors import ConfigError, ConnectorError
 from connector.observability.logging_config import configure_logging
 from connector.settings import SETTINGS, Settings
@@ -97,6 +100,7 @@ def _settings(
     require_kafka: bool, require_api_key: bool, value_format: str | None = None
 ) -> Settings:
     env = dict(os.environ)
+    warn_unknown_variables(env, sys.stderr)
     if value_format is not None:
         env["KAFKA_VALUE_FORMAT"] = value_format
     return Settings.from_env(env, require_kafka=require_kafka, require_api_key=require_api_key)
@@ -153,6 +157,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except ConnectorError as exc:
         print(f"inkit-connector: {exc.detail or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KafkaException as exc:
+        # librdkafka refuses a configuration when a client is built: an unknown or mistyped
+        # KAFKA_CONFIG_* property, an unreadable ssl.ca.location (both _INVALID_ARG, checked
+        # with confluent-kafka 2.x: "No such configuration property", "ssl.ca.location failed").
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        text = error.str() if error is not None else str(exc)
+        if error is not None and error.code() == KafkaError._INVALID_ARG:
+            print(
+                f"inkit-connector: configuration error: Kafka refuses the settings: {text} "
+                "(check KAFKA_CONFIG_* variables)",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        print(f"inkit-connector: Kafka: {text}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

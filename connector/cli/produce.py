@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from confluent_kafka import KafkaException, Producer
 
-from connector.errors import ConsumerError, RegistryUnavailable
+from connector.errors import ConfigError, ConsumerError, RegistryUnavailable
 from connector.events import avro
 from connector.events.encoding import EncodeError, build_encoder
 from connector.kafka.consumer import describe, rdkafka_logger
@@ -31,6 +32,7 @@ class ProduceReport:
     produced: int = 0
     failed: int = 0
     invalid: list[str] = field(default_factory=list)  # "line N: why" (never the line's content)
+    reasons: Counter[str] = field(default_factory=Counter)  # why records failed, by count
 
 
 def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
@@ -40,12 +42,6 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
     The record key is the event's userId, else anonymousId (Segment's partitioning), so one
     user's events stay in one partition and in order.
     """
-    registry = None
-    if settings.value_format.startswith("confluent-") and settings.schema_registry_url:
-        registry = avro.SchemaRegistry(
-            settings.schema_registry_url, settings.schema_registry_user_info
-        )
-    encoder = build_encoder(settings.value_format, registry=registry, topic=settings.topic)
     errors: list[str] = []
     # A wrong password or certificate never heals by waiting: stop at the first such error.
     fatal: list[str] = []
@@ -69,7 +65,19 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
     try:
         producer = Producer(conf)
     except KafkaException as exc:  # e.g. an ssl.* file that does not exist or does not parse
-        raise ConsumerError(f"Kafka client settings rejected: {exc.args[0].str()}") from exc
+        # librdkafka refuses its configuration (_INVALID_ARG): a setting to fix, exit 2.
+        raise ConfigError(
+            f"Kafka client settings rejected: {exc.args[0].str()} (check KAFKA_CONFIG_* variables)"
+        ) from exc
+    # Before registering a schema or encoding anything: a missing topic is one line at once,
+    # not a 30 s wait for acknowledgements that cannot come.
+    _require_topic(producer, settings, fatal)
+    registry = None
+    if settings.value_format.startswith("confluent-") and settings.schema_registry_url:
+        registry = avro.SchemaRegistry(
+            settings.schema_registry_url, settings.schema_registry_user_info
+        )
+    encoder = build_encoder(settings.value_format, registry=registry, topic=settings.topic)
     report = ProduceReport()
 
     def delivered(err: Any, _msg: Any) -> None:
@@ -77,7 +85,8 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
             report.produced += 1
         else:
             report.failed += 1
-            errors.append(str(err))
+            errors.append(err.str())
+            report.reasons[err.str()] += 1
 
     try:
         for number, line in enumerate(lines, start=1):
@@ -110,11 +119,42 @@ def run_produce(settings: Settings, lines: Iterable[str], out: TextIO) -> int:
         )
     for problem in report.invalid:
         out.write(f"skipped {problem}\n")
+    why = ", ".join(f"{n} × {reason}" for reason, n in report.reasons.most_common())
     out.write(
         f"produced {report.produced} record(s) to {settings.topic} as {settings.value_format}"
-        f"; {len(report.invalid)} invalid line(s) skipped; {report.failed} failed\n"
+        f"; {len(report.invalid)} invalid line(s) skipped; {report.failed} failed"
+        + (f" ({why})" if why else "")
+        + "\n"
     )
     return 0 if report.failed == 0 and not report.invalid else 1
+
+
+def _require_topic(producer: Any, settings: Settings, fatal: list[str]) -> None:
+    # All topics, not list_topics(topic): asking for one topic by name lets a broker with
+    # auto.create.topics.enable create it (librdkafka's allow.auto.create.topics is true for
+    # producers since librdkafka 1.9.3, confluentinc/librdkafka#3952), which would hide the
+    # mistake.
+    # In slices, serving the error callback: a security failure is named at once (as _flush does).
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            metadata = producer.list_topics(timeout=_FLUSH_SLICE_S)
+            break
+        except KafkaException as exc:
+            producer.poll(0)
+            if fatal:
+                raise ConsumerError(fatal[0]) from exc
+            if time.monotonic() >= deadline:
+                raise ConsumerError(
+                    f"cannot reach Kafka at {settings.bootstrap_servers} ({exc.args[0].str()}): "
+                    "check KAFKA_BOOTSTRAP_SERVERS"
+                ) from exc
+    topic = metadata.topics.get(settings.topic)
+    if topic is None or topic.error is not None:
+        raise ConsumerError(
+            f"topic {settings.topic!r} does not exist: create it (`make local-up` creates the "
+            "local one) or fix KAFKA_TOPIC"
+        )
 
 
 def _flush(producer: Any, fatal: list[str]) -> int:

@@ -17,8 +17,15 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from connector import __version__
-from connector.cli.check import check_registry, group_protocol, kafka_topics, prepare_ledger
-from connector.delivery.handoff import admin_committed_reader
+from connector.cli.check import (
+    check_ca_bundle,
+    check_registry,
+    group_protocol,
+    kafka_topics,
+    prepare_ledger,
+)
+from connector.delivery.breaker import BreakerAction, CircuitBreaker
+from connector.delivery.handoff import admin_committed_reader, admin_group_members
 from connector.delivery.processor import Processor
 from connector.errors import ConnectorError, ConsumerError, StartupError
 from connector.events.decoding import build_decoder
@@ -100,10 +107,47 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
     registry = CollectorRegistry(auto_describe=True)
     metrics = Metrics(registry)
+    check_ca_bundle(settings)
     partitions = kafka_topics(settings)
     registry_check = check_registry(settings)
     if not registry_check.ok:
         raise StartupError(f"schema registry {registry_check.detail}")
+    processor_ref: list[Processor] = []
+    sender_ref: list[Sender] = []
+
+    def alive() -> tuple[bool, str]:
+        if sender_ref and not sender_ref[0].alive:
+            return False, "the Inkit sender thread is not running"
+        if not processor_ref:
+            return True, "starting"
+        age = time.monotonic() - processor_ref[0].heartbeat
+        if age > WEDGED_AFTER_S:
+            return False, f"consume loop has not turned for {age:.0f}s"
+        return True, "ok"
+
+    def ready() -> tuple[bool, str]:
+        if not processor_ref or not processor_ref[0].running:
+            return False, "not running"
+        if processor_ref[0].auth_blocked:
+            return False, "Inkit refuses the API key"
+        if processor_ref[0].breaker_open:
+            return False, "circuit breaker open: records fail for one systemic reason"
+        return True, "ok"
+
+    try:  # bind before any Kafka client exists: a busy port is one line, nothing to close
+        health = HealthServer(
+            registry,
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            alive=alive,
+            ready=ready,
+        )
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {settings.metrics_host}:{settings.metrics_port} "
+            f"({exc.strerror}): set METRICS_PORT to a free port"
+        ) from exc
+
     use_ledger = settings.ledger_enabled and not dry_run
     ledger_note = prepare_ledger(settings, partitions[settings.topic]) if use_ledger else ""
     # Only now: a start-up failure is one line on stderr, not a configuration dump and a line.
@@ -119,8 +163,6 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     logger.info("consumer group protocol: %s (%s)", protocol, why)
     decoder = build_decoder(settings)
     mapper = Mapper(settings, metrics)
-
-    processor_ref: list[Processor] = []
 
     def on_kafka_error(err: Any) -> None:
         if err.fatal() and processor_ref:
@@ -187,6 +229,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         rate_control=rate_control,
         close_client=close_client,
     )
+    sender_ref.append(sender)
     # INKIT_RATE_LIMIT_SCOPE=group: the share follows this member's assignment (group_share.py).
     share_watcher = None
     if rate_control is not None and settings.rate_limit_scope == "group":
@@ -213,30 +256,28 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         commit=not dry_run,
         scanner=None if dry_run else scanner,
         committed_reader=admin_committed_reader(admin, settings.group_id),
+        breaker=build_breaker(settings, dry_run=dry_run),
+        group_members=admin_group_members(admin, settings.group_id),
         ledger=ledger,
         max_event_age_s=settings.max_event_age_s,
     )
     processor_ref.append(processor)
-
-    def alive() -> tuple[bool, str]:
-        age = time.monotonic() - processor.heartbeat
-        if age > WEDGED_AFTER_S:
-            return False, f"consume loop has not turned for {age:.0f}s"
-        return True, "ok"
-
-    def ready() -> tuple[bool, str]:
-        if processor.auth_blocked:
-            return False, "Inkit refuses the API key"
-        if not processor.running:
-            return False, "not running"
-        return True, "ok"
-
-    health = HealthServer(
-        registry, host=settings.metrics_host, port=settings.metrics_port, alive=alive, ready=ready
-    )
+    signals: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info("received %s: draining and stopping", signal.Signals(signum).name)
+        signals.append(signum)
+        if len(signals) > 1:
+            logger.warning(
+                "received %s again: stopping at once (in-flight requests are abandoned, "
+                "finished records committed; a restart re-sends the rest)",
+                signal.Signals(signum).name,
+            )
+            processor.abort()
+            return
+        logger.info(
+            "received %s: draining and stopping (send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
         processor.request_stop()
         # The drain, the final commit and close() are each bounded, but librdkafka can hold a
         # commit or a close behind a rebalance for a minute: never outlive the shutdown budget
@@ -250,16 +291,16 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     signal.signal(signal.SIGINT, on_signal)
     health.start()
     logger.info("metrics, /healthz and /readyz on port %d", health.port)
-    sender.start()
-    if share_watcher is not None:
-        share_watcher.start()
     # The group's lag as the broker sees it (kafka/group_lag.py): catches a stalled member. Its
     # own AdminClient: its reads never queue in front of the handoff fence's offset reads.
     lag_admin = AdminClient(admin_config(settings, on_side_client_error))
     group_lag = GroupLagMonitor(lag_admin, settings.group_id, settings.topic, metrics)
     group_lag.start()
-    metrics.ready.set(1)
     try:
+        sender.start()  # raises StartupError (one line) if its HTTP client cannot be built
+        if share_watcher is not None:
+            share_watcher.start()
+        metrics.ready.set(1)
         processor.subscribe()
         processor.run()
     except ConnectorError:
@@ -283,7 +324,18 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         sender.stop()
         health.stop()
         logger.info("inkit-connector stopped")
-    return 0
+    return 130 if len(signals) > 1 else 0
+
+
+def build_breaker(settings: Settings, *, dry_run: bool = False) -> CircuitBreaker:
+    """The circuit breaker from BREAKER_* (BREAKER_MIN_FAILURES=0 switches it off). A dry run
+    holds nothing: it reports that the breaker would open and reads on."""
+    return CircuitBreaker(
+        min_failures=max(1, settings.breaker_min_failures),
+        failure_ratio=settings.breaker_failure_ratio,
+        action=BreakerAction.DEAD_LETTER if dry_run else BreakerAction(settings.breaker_action),
+        enabled=settings.breaker_min_failures > 0,
+    )
 
 
 def _close_within(consumer: Any, timeout_s: float) -> None:

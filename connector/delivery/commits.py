@@ -88,7 +88,8 @@ class Committer:
     def finished(self, state: PartitionState) -> None:
         """A record of ``state`` finished: it counts until a landed commit covers it."""
         state.finished += 1
-        self.uncommitted += 1
+        if self._enabled:  # a dry run commits nothing, so it has nothing to cap either
+            self.uncommitted += 1
 
     def send_room(self, in_flight: int, waiting: bool) -> int:
         """How many more requests may go out under MAX_UNCOMMITTED_RECORDS (``waiting``: some

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from connector.delivery.breaker import CircuitBreaker
 from connector.delivery.commits import Committer
 from connector.delivery.handoff import Handoffs
 from connector.delivery.offsets import OffsetTracker
@@ -65,9 +66,11 @@ class ProcessorCore:
     _generation: int
     _last_lag: float
     _stopping: bool
+    _aborted: bool
     _in_drain: bool
     _fatal: ConsumerError | None
     _backoff: Backoff
+    _breaker: CircuitBreaker
     _ledger: SentLedger | None
     _max_event_age_s: float | None
     heartbeat: float
@@ -90,6 +93,12 @@ class ProcessorCore:
         raise NotImplementedError
 
     def _retry_stalled(self) -> None:
+        raise NotImplementedError
+
+    def _hold(self, record: Any, error: RecordError) -> bool:
+        raise NotImplementedError
+
+    def _breaker_delivered(self, record: Any) -> None:
         raise NotImplementedError
 
     def _retry_dead_letters(self) -> None:

@@ -18,7 +18,7 @@ class FlowControl(ProcessorCore):
     def _flow_control(self) -> None:
         if not self._partitions:
             return
-        if self._stopping or self._sender.auth_blocked:
+        if self._stopping or self._sender.auth_blocked or self._breaker.is_open:
             wanted = set(self._partitions)
         else:
             per_partition = max(64, self._max_buffered // len(self._partitions))
@@ -42,7 +42,8 @@ class FlowControl(ProcessorCore):
             self._consumer.resume([TopicPartition(t, p) for t, p in to_resume])
         self._paused = wanted
         self._metrics.paused_partitions.set(len(wanted))
-        self._metrics.ready.set(0 if self._stopping or self._sender.auth_blocked else 1)
+        blocked = self._stopping or self._sender.auth_blocked or self._breaker.is_open
+        self._metrics.ready.set(0 if blocked else 1)
         self._metrics.buffered.set(self._unfinished)
         self._metrics.uncommitted.set(self._committer.uncommitted + self._in_flight)
 

@@ -33,6 +33,31 @@ HANDOFF_POLL_S = 0.2
 
 # Reads the group's committed offsets (with metadata) for some partitions, without blocking.
 CommittedReader = Callable[[list[TopicPartition]], "Future[list[TopicPartition]]"]
+# The member ids of the group (this one included), without blocking.
+GroupMembers = Callable[[], "Future[list[str]]"]
+
+
+def admin_group_members(admin: Any, group_id: str) -> GroupMembers:
+    """A GroupMembers over an AdminClient (DescribeConsumerGroups; works for the classic and the
+    consumer group protocols)."""
+
+    def count() -> Future[list[str]]:
+        result: Future[list[str]] = Future()
+
+        def done(future: Future[Any]) -> None:
+            try:
+                result.set_result([m.member_id for m in future.result().members])
+            except KafkaException as exc:
+                result.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - the loop only knows KafkaException
+                result.set_exception(KafkaException(f"{type(exc).__name__}: {exc}"))
+
+        admin.describe_consumer_groups([group_id], request_timeout=5)[group_id].add_done_callback(
+            done
+        )
+        return result
+
+    return count
 
 
 def admin_committed_reader(admin: Any, group_id: str) -> CommittedReader:
@@ -72,10 +97,16 @@ class Handoffs:
         rescan: Callable[[TPKey, int, CommitMetadata], set[int]],
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        members: GroupMembers | None = None,
     ) -> None:
         self._consumer = consumer
         self._partitions = partitions
         self._reader = reader or self._read_committed
+        # A drain announced by an owner that has left the group will never end with a commit
+        # (it stopped before its final commit landed, or was killed): when this member is the
+        # group's only one, nobody drains, so waiting out the deadline would only delay it.
+        self._members = members
+        self._members_read: Future[list[str]] | None = None
         self._rescan = rescan
         self._clock = clock
         self._wall_clock = wall_clock
@@ -109,8 +140,34 @@ class Handoffs:
             offset = tp.offset if tp.offset >= 0 else None
             metadata = CommitMetadata() if offset is None else decode_metadata(offset, tp.metadata)
             if metadata.draining_until_ms is not None and not expired:
-                continue
+                if not self._alone():
+                    continue
+                logger.info(
+                    "%s[%s]: its previous owner has left the group; not waiting for its drain",
+                    key[0],
+                    key[1],
+                )
             self._end(state, offset, metadata, expired=expired)
+
+    def _alone(self) -> bool:
+        """True once a members read (issued here, never blocking) says this member is the
+        group's only one: exactly its own member id, so an empty or partial description (a
+        group of another protocol, a read during a rebalance) never counts as alone."""
+        if self._members is None:
+            return False
+        read = self._members_read
+        if read is None:
+            self._members_read = self._members()
+            return False
+        if not read.done():
+            return False
+        self._members_read = None  # read again next time: membership changes
+        try:
+            members = read.result()
+            me = self._consumer.memberid()
+        except (KafkaException, RuntimeError):
+            return False
+        return bool(me) and members == [me]
 
     def _end(
         self,

@@ -20,10 +20,12 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
+from connector.delivery.breaker import CircuitBreaker
 from connector.delivery.commits import Committer
 from connector.delivery.core import POLL_BATCH, Decoder, Mapper
 from connector.delivery.flow import FlowControl
-from connector.delivery.handoff import CommittedReader, Handoffs
+from connector.delivery.handoff import CommittedReader, GroupMembers, Handoffs
+from connector.delivery.held import BreakerGate
 from connector.delivery.intake import Intake
 from connector.delivery.offsets import OffsetTracker
 from connector.delivery.ordering import KeyedScheduler
@@ -45,7 +47,7 @@ BUSY_POLL_S = 0.005
 IN_FLIGHT_POLL_S = 0.001
 
 
-class Processor(Rebalancing, Results, Intake, FlowControl):
+class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
     """Owns the consumer and everything between a fetched record and its committed offset.
 
     Contract: ``run`` blocks until ``request_stop`` (from a signal handler) or a fatal Kafka
@@ -72,6 +74,8 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         commit: bool = True,
         scanner: DeadLetterScanner | None = None,
         committed_reader: CommittedReader | None = None,
+        breaker: CircuitBreaker | None = None,
+        group_members: GroupMembers | None = None,
         ledger: SentLedger | None = None,
         max_event_age_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -104,6 +108,7 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
             rescan=self._rescan_dead_letters,
             clock=clock,
             wall_clock=wall_clock,
+            members=group_members,
         )
         self._committer = Committer(
             consumer=consumer,
@@ -127,12 +132,21 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         self._in_drain = False
         self._fatal: ConsumerError | None = None
         self._backoff = Backoff(base_s=1.0, max_s=30.0)
+        # No breaker given (unit tests of other parts): one that never trips.
+        self._breaker = breaker or CircuitBreaker(enabled=False)
+        self._probe_at = 0.0
+        self._aborted = False
         self.heartbeat = clock()
         self.running = False
         metrics.records_consumed.labels(topic)  # so rate() starts from 0, not from absent
 
     # -- public ------------------------------------------------------------------------------
     def request_stop(self) -> None:
+        self._stopping = True
+
+    def abort(self) -> None:
+        """A second signal: stop now. The drain ends at once; what finished is still committed."""
+        self._aborted = True
         self._stopping = True
 
     def fail(self, error: ConsumerError) -> None:
@@ -215,6 +229,7 @@ class Processor(Rebalancing, Results, Intake, FlowControl):
         self.heartbeat = self._clock()
         self._handle_results(self._sender.drain_results())
         self._retry_stalled()
+        self._probe_held()
         self._retry_dead_letters()
         self._handoffs.check()
         self._dispatch()

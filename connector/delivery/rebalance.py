@@ -186,7 +186,7 @@ class Rebalancing(ProcessorCore):
     def _drain_until(
         self, wanted: set[TPKey], outstanding: Callable[[], int], deadline: float
     ) -> None:
-        while outstanding() and self._clock() < deadline:
+        while outstanding() and self._clock() < deadline and not self._aborted:
             self.heartbeat = self._clock()
             self._handle_results(self._sender.drain_results())
             self._retry_stalled()

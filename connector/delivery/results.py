@@ -33,6 +33,7 @@ class Results(ProcessorCore):
             if result.kind is ResultKind.DELIVERED:
                 self._delivered(job)
                 self._metrics.last_delivery.set(result.finished_at)
+                self._breaker_delivered(job.record)
                 if job.timestamp_s is not None:
                     latency = max(0.0, result.finished_at - job.timestamp_s)
                     self._metrics.end_to_end_latency.observe(latency)
@@ -93,6 +94,9 @@ class Results(ProcessorCore):
         if state is None:
             return
         gen = state.generation if generation is None else generation
+        # A first attempt (not a retried produce) may be held by the circuit breaker instead.
+        if generation is None and self._hold(record, error):
+            return
         fence = not state.has_commit and self._committer.enabled and not self._in_drain
         if self._dlq is not None and fence:
             # A partition no commit was ever made for: a next owner would have no "since" to
@@ -104,13 +108,22 @@ class Results(ProcessorCore):
             self._dlq_retry.append((self._clock() + DLQ_FENCE_RETRY_S, record, error, gen))
             return
 
-        logger.error(
-            "dead-lettering %s[%s]@%s: %s (%s)",
+        fields = {
+            "topic": record.topic(),
+            "partition": record.partition(),
+            "offset": record.offset(),
+            "reason": error.reason,
+        }
+        logger.log(
+            logging.ERROR if self._dlq is not None else logging.WARNING,
+            "%s %s[%s]@%s: %s (%s)",
+            "dead-lettering" if self._dlq is not None else "dry run: would dead-letter",
             record.topic(),
             record.partition(),
             record.offset(),
             error.reason,
             error.detail,
+            extra=fields,
         )
         if self._dlq is None:
             # Dry run: nothing is written and nothing committed, but the record is finished,

@@ -133,7 +133,9 @@ class _ConfluentDecoder(Decoder):
 
     def _schema_id(self, data: bytes) -> int:
         if data[0] != avro.MAGIC_BYTE:
-            raise _fail(DecodeReason.BAD_MAGIC_BYTE, f"magic byte is {data[0]}, expected 0")
+            # "{" (123) or whitespace first: Segment JSON, the commonest mix-up; say so.
+            looks = "; the value looks like JSON" if data.lstrip()[:1] == b"{" else ""
+            raise _fail(DecodeReason.BAD_MAGIC_BYTE, f"magic byte is {data[0]}, expected 0{looks}")
         if len(data) < avro.HEADER.size:
             raise _fail(DecodeReason.TRUNCATED, "the record is shorter than the 5-byte header")
         schema_id: int = avro.HEADER.unpack_from(data)[1]

@@ -19,8 +19,10 @@ from connector.errors import (
     RateLimited,
     RecordError,
     RejectedError,
+    StartupError,
 )
 from connector.inkit.client import InkitClient
+from connector.inkit.outage_log import OutageLog
 from connector.inkit.ratelimit import RateControl
 from connector.inkit.retry import Backoff
 from connector.models import InkitRequest, RecordRef
@@ -128,13 +130,21 @@ class Sender:
         self._prober: Job | None = None
         self._gate_waiters = 0  # jobs waiting at the auth gate for the prober's verdict
         self.auth_blocked = False  # read by the consume loop; written only on the loop thread
+        self._outage = OutageLog()
+        self._start_error = "unknown error"
 
     # -- lifecycle (consume-loop thread) ---------------------------------------------------
     def start(self) -> None:
         ready = threading.Event()
         self._loop.call_soon(ready.set)
         self._thread.start()
-        ready.wait()
+        while not ready.wait(0.1):
+            if not self._thread.is_alive():  # the client could not be built: say so, not hang
+                raise StartupError(f"the Inkit sender could not start ({self._start_error})")
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Cancel whatever still runs, close the HTTP client and end the loop thread."""
@@ -181,7 +191,11 @@ class Sender:
     # -- the loop thread -----------------------------------------------------------------
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._client = self._client_factory()
+        try:
+            self._client = self._client_factory()
+        except Exception as exc:  # noqa: BLE001 - the thread's top level: start() reports it
+            self._start_error = f"{type(exc).__name__}: {exc}"
+            return
         self._auth_ok = asyncio.Event()
         self._auth_ok.set()
         self._loop.run_forever()
@@ -282,18 +296,27 @@ class Sender:
                 retry_reason, status_seen = exc.reason, exc.status
             except RejectedError as exc:
                 self._unblock(job)
+                self._outage.answered()
                 return Result(job, ResultKind.FAILED, status=exc.status, error=exc)
             else:
                 self._unblock(job)
+                self._outage.answered()
                 if self._rate is not None:
                     self._rate.on_delivered()
                 return Result(job, ResultKind.DELIVERED, status=status)
+            self._outage.failed(retry_reason, status_seen, _fields(job))
             failing_s = time.monotonic() - started - blocked_s
             if failing_s + delay > self._retry_max_s:
                 error = RetryExhausted(retry_reason, status_seen, attempt)
                 return Result(job, ResultKind.FAILED, status=status_seen, error=error)
             self._metrics.retries.labels(retry_reason).inc()
-            logger.debug("retrying %s in %.2fs (%s)", job.ref, delay, retry_reason)
+            logger.debug(
+                "retrying %s in %.2fs (%s)",
+                job.ref,
+                delay,
+                retry_reason,
+                extra={**_fields(job), "reason": retry_reason},
+            )
             await asyncio.sleep(delay)
 
     def _block(self, prober: Job, status: int) -> None:
@@ -323,3 +346,8 @@ class Sender:
     async def _respect_throttle(self) -> None:
         while (wait := self._not_before - time.monotonic()) > 0:
             await asyncio.sleep(wait)
+
+
+def _fields(job: Job) -> dict[str, Any]:
+    """JSON log fields of a job's record (LOG_FORMAT=json): where it is, never what it holds."""
+    return {"topic": job.ref.topic, "partition": job.ref.partition, "offset": job.ref.offset}

@@ -173,6 +173,14 @@ class Metrics:
             "wrote after its last commit, by result (ok, failed: a copy may be written twice).",
             ("result",),
         )
+        self.breaker_open = gauge(
+            "breaker_open",
+            "1 while the circuit breaker holds records that fail for one systemic reason and "
+            "delivery is paused (see BREAKER_MIN_FAILURES).",
+        )
+        self.breaker_trips = counter(
+            "breaker_trips", "Times the circuit breaker opened, by failure reason.", ("reason",)
+        )
         self.rate_limit_share = gauge(
             "rate_limit_share",
             "This member's share of the group's rate limit: assigned partitions over the topic's "

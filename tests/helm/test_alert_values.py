@@ -35,7 +35,7 @@ def rules(render: RenderFn, prometheus_rule: dict[str, Any], **more: Any) -> dic
 
 def test_each_alert_can_be_turned_off(render: RenderFn) -> None:
     defaults = rules(render, {})
-    assert len(defaults) == 10  # RecordStuck (issue #13) is the tenth
+    assert len(defaults) == 11  # RecordStuck (issue #13), BreakerOpen (issue #24)
     fewer = rules(render, {"alerts": {"notReady": {"enabled": False}, "down": {"enabled": False}}})
     assert set(defaults) - set(fewer) == {"InkitConnectorNotReady", "InkitConnectorDown"}
 

@@ -28,6 +28,7 @@ ALERTS = {
     "InkitConnectorDown",
     "InkitConnectorNotReady",
     "InkitConnectorRecordStuck",
+    "InkitConnectorBreakerOpen",
 }
 SEVERITIES = {"warning", "critical"}
 RUNBOOK_BASE = "https://github.com/inkit-connector/inkit-connector/blob/main/README.md#"

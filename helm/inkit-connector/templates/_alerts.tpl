@@ -103,6 +103,13 @@ all export it. The floor keeps a tiny or idle topic quiet. */}}
   "description" (printf `Pod {{ $labels.pod }} has been blocked by 401/403 answers from Inkit for more than %s; it paused all partitions and reports not ready.` .for)) | fromYaml) }}
 {{- end }}{{ end }}
 
+{{- with $a.breakerOpen }}{{ if .enabled }}
+{{- $expr := printf "max by (namespace, pod) (inkit_connector_breaker_open{%s}) == 1\n" $s }}
+{{- $rules = append $rules (include "inkit-connector.alertRule" (dict "root" $ "name" "InkitConnectorBreakerOpen" "values" . "expr" $expr
+  "summary" `Circuit breaker open on {{ $labels.namespace }}/{{ $labels.pod }}.`
+  "description" (printf `Pod {{ $labels.pod }} has held records failing for one reason for more than %s instead of dead-lettering them; delivery is paused. Its log line "circuit breaker open" names the reason and the likely cause.` .for)) | fromYaml) }}
+{{- end }}{{ end }}
+
 {{- with $a.highErrorRate }}{{ if .enabled }}
 {{- $all := printf "sum by (namespace) (rate(inkit_connector_http_requests_total{%s}[%s]))" $s .window }}
 {{- $expr := printf "(\n  sum by (namespace) (rate(inkit_connector_http_requests_total{%s, code=~\"5..|timeout|connection_error\"}[%s]))\n  /\n  %s\n) > %s\nand\n%s > %s\n" $s .window $all (include "inkit-connector.envText" .ratio) $all (include "inkit-connector.envText" .minRequestRate) }}

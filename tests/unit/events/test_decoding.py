@@ -426,3 +426,15 @@ def test_any_bytes_confluent(value: bytes, prefix: bytes) -> None:
     fake = FakeRegistry()
     fake.add(avro.load_schema_text(), 1)
     decodes_or_fails_cleanly(ConfluentAvroDecoder(fake.registry()), prefix + value)
+
+
+def test_a_bad_magic_byte_says_when_the_value_looks_like_json(
+    confluent: ConfluentAvroDecoder,
+) -> None:
+    with pytest.raises(
+        DecodeError, match="magic byte is 123, expected 0; the value looks like JSON"
+    ):
+        confluent.decode(b'{"type": "identify"}')
+    with pytest.raises(DecodeError) as info:
+        confluent.decode(b"\x01\x00\x00\x00\x01\x02")
+    assert info.value.detail == "magic byte is 1, expected 0"
