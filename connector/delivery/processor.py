@@ -171,6 +171,10 @@ class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
         try:
             while not self._stopping:
                 self._step()
+                if not self._sender.alive:
+                    # Nothing would ever be sent again: end the process (non-zero) so that
+                    # Kubernetes restarts it, rather than stay up with /readyz failing for ever.
+                    self.fail(ConsumerError("the Inkit sender thread died; restarting is safe"))
             self._flow_control()  # pauses every partition: nothing new is fetched
             self._committer.announce_drain(list(self._partitions))
             self._drain(list(self._partitions), reason="shutdown")

@@ -233,6 +233,7 @@ class SimSender:
         self.results: list[Result] = []
         self.auth_window = False  # Inkit refuses the key now
         self.auth_blocked = False
+        self.alive = True  # the sender thread runs (a dead one ends the loop: test_processor)
         self.prober: Job | None = None
         self.faults = True  # outcomes other than success
         self._last_sent: dict[Any, int] = {}

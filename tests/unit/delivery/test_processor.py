@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from connector.delivery.offsets import decode_metadata
 from connector.delivery.processor import Processor
-from connector.errors import DeadLetterScanError, RegistryUnavailable
+from connector.errors import ConsumerError, DeadLetterScanError, RegistryUnavailable
 from connector.inkit.client import InkitClient
 from connector.inkit.retry import Backoff
 from connector.inkit.sender import Sender
@@ -516,3 +516,31 @@ def test_a_revoke_announces_the_drain_before_the_final_commit() -> None:
     flags = announced()
     assert True in flags
     assert flags[-1] is False
+
+
+def test_a_dead_sender_thread_ends_the_loop_with_an_error() -> None:
+    consumer = FakeConsumer("t", partitions=1)
+    consumer.append(0, b"u", event("u", 0))
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(202)
+
+    h = Harness(consumer, handler)
+    h.sender.start()
+    h.processor.subscribe()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            h.processor.run()
+        except ConsumerError as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_for(lambda: consumer.committed_offsets.get(0) == 1)
+    h.sender._loop.call_soon_threadsafe(h.sender._loop.stop)  # the loop thread ends
+    thread.join(10)
+    assert not thread.is_alive()
+    assert failures
+    assert "sender thread died" in str(failures[0])
