@@ -23,18 +23,18 @@ from confluent_kafka import KafkaException
 from connector.delivery.breaker import CircuitBreaker
 from connector.delivery.commits import Committer
 from connector.delivery.core import POLL_BATCH, Decoder, Mapper
+from connector.delivery.dispatch import Dispatch
 from connector.delivery.flow import FlowControl
 from connector.delivery.handoff import CommittedReader, GroupMembers, Handoffs
 from connector.delivery.held import BreakerGate
 from connector.delivery.intake import Intake
 from connector.delivery.offsets import OffsetTracker
 from connector.delivery.ordering import KeyedScheduler
-from connector.delivery.partition import PartitionState, TPKey
 from connector.delivery.rebalance import Rebalancing
 from connector.delivery.results import Results
 from connector.errors import ConsumerError
 from connector.inkit.retry import Backoff
-from connector.inkit.sender import Job, Sender
+from connector.inkit.sender import Sender
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
 from connector.kafka.ledger import SentLedger
@@ -47,7 +47,7 @@ BUSY_POLL_S = 0.005
 IN_FLIGHT_POLL_S = 0.001
 
 
-class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
+class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate):
     """Owns the consumer and everything between a fetched record and its committed offset.
 
     Contract: ``run`` blocks until ``request_stop`` (from a signal handler) or a fatal Kafka
@@ -266,69 +266,6 @@ class Processor(Rebalancing, Results, Intake, FlowControl, BreakerGate):
         if self._unfinished:
             return BUSY_POLL_S
         return IDLE_POLL_S
-
-    def _dispatch(self, *, gated: bool = True, only: set[TPKey] | None = None) -> None:
-        """Send what may go: within INKIT_MAX_IN_FLIGHT and, unless draining (the records were
-        read and must finish now), within MAX_UNCOMMITTED_RECORDS: a crash re-sends at most
-        what no landed commit covers, so that is capped, also while commits cannot land.
-        ``only``: a drain sends only the partitions it drains (the others stay under the cap
-        and leave it the in-flight slots)."""
-        room = self._max_in_flight - self._in_flight
-        heads_only = False
-        if gated:
-            waiting = self._scheduler.has_ready()
-            capped = self._committer.send_room(self._in_flight, waiting)
-            if capped > 0:
-                room = min(room, capped)
-            elif not self._committer.landing:
-                return  # commits fail: hold at the cap (a head could not be covered either)
-            else:
-                # At the cap, a partition's oldest unfinished record still goes: it is what
-                # moves the watermark, and only a commit past it can uncover the cap (found by
-                # the simulation: finished records a full metadata text cannot cover held the
-                # cap closed while the records below them waited for it). At most one per
-                # partition past the cap until a commit past it lands, so a crash re-sends at
-                # most MAX_UNCOMMITTED_RECORDS plus one per partition.
-                heads_only = True
-        if self._sender.auth_blocked:
-            # Inkit refused the key: only a probe goes out, and only when nobody probes.
-            room = min(room, 1) if self._sender.needs_probe else 0
-        if room <= 0 or not self._scheduler.has_ready():
-            return
-        if heads_only:
-            if not any(self._head_may_go(state) for state in self._partitions.values()):
-                return  # the usual case at the cap: each head flies already (no queue scan)
-            jobs = self._scheduler.take(room, self._is_head)
-            for job in jobs:
-                self._partitions[(job.ref.topic, job.ref.partition)].cap_head = job.ref.offset
-        elif only is None:
-            jobs = self._scheduler.take(room)
-        else:
-            jobs = self._scheduler.take(room, lambda j: (j.ref.topic, j.ref.partition) in only)
-        if self._ledger is not None:
-            jobs = self._drop_already_sent(jobs)
-        for job in jobs:
-            self._partitions[(job.ref.topic, job.ref.partition)].flying.add(job)
-        self._in_flight += len(jobs)
-        self._sender.submit(jobs)
-
-    def _head_may_go(self, state: PartitionState) -> bool:
-        """``state``'s oldest unfinished record may go past the cap, if it waits to be sent."""
-        head = self._tracker.committable(state.topic, state.partition)
-        if head is None or any(job.ref.offset == head for job in state.flying):
-            return False
-        if state.cap_head is None:
-            return True
-        return state.landed_offset is not None and state.landed_offset > state.cap_head
-
-    def _is_head(self, job: Job) -> bool:
-        """``job`` is its partition's oldest unfinished record, and may go past the cap: no
-        earlier head of its partition went past it without a commit landing beyond it since."""
-        ref = job.ref
-        state = self._partitions.get((ref.topic, ref.partition))
-        if state is None or self._tracker.committable(ref.topic, ref.partition) != ref.offset:
-            return False
-        return self._head_may_go(state)
 
     # -- commits -----------------------------------------------------------------------------
     def on_commit(self, error: Any, partitions: list[Any]) -> None:

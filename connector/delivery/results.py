@@ -57,25 +57,6 @@ class Results(ProcessorCore):
 
         self._ledger.record(job.identity, ref, recorded)
 
-    def _drop_already_sent(self, jobs: list[Job]) -> list[Job]:
-        """Jobs about to be sent whose event the sent-ledger remembers are skipped instead.
-        Looked up at dispatch, not at intake: one user's events go one at a time, so a second
-        copy of an event is looked up only after the first one's ledger record was written."""
-        ledger = self._ledger
-        keep = []
-        for job in jobs:
-            if (
-                ledger is not None
-                and job.identity is not None
-                and ledger.already_sent(job.identity)
-            ):
-                self._scheduler.done(job)
-                ref = job.ref
-                self._finish(ref.topic, ref.partition, ref.offset, Outcome.SKIPPED, "already_sent")
-            else:
-                keep.append(job)
-        return keep
-
     def _finish(
         self, topic: str, partition: int, offset: int, outcome: Outcome, reason: str
     ) -> None:
