@@ -62,6 +62,7 @@ class ProcessorCore:
     _paused: set[TPKey]
     _dlq_retry: deque[tuple[float, Any, RecordError, int]]
     _in_flight: int
+    _awaiting_ledger: int  # delivered, their sent-ledger record not yet acknowledged
     _unfinished: int
     _generation: int
     _last_lag: float
@@ -74,6 +75,7 @@ class ProcessorCore:
     _ledger: SentLedger | None
     _max_event_age_s: float | None
     heartbeat: float
+    running: bool
 
     def fail(self, error: ConsumerError) -> None:
         raise NotImplementedError

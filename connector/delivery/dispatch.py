@@ -23,7 +23,10 @@ class Dispatch(ProcessorCore):
         heads_only = False
         if gated:
             waiting = self._scheduler.has_ready()
-            capped = self._committer.send_room(self._in_flight, waiting)
+            # Deliveries waiting for their ledger ack are not finished yet, and a crash would
+            # send them again: they count against the cap like requests in flight.
+            pending = self._in_flight + self._awaiting_ledger
+            capped = self._committer.send_room(pending, waiting)
             if capped > 0:
                 room = min(room, capped)
             elif not self._committer.landing:

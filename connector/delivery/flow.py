@@ -45,7 +45,9 @@ class FlowControl(ProcessorCore):
         blocked = self._stopping or self._sender.auth_blocked or self._breaker.is_open
         self._metrics.ready.set(0 if blocked else 1)
         self._metrics.buffered.set(self._unfinished)
-        self._metrics.uncommitted.set(self._committer.uncommitted + self._in_flight)
+        self._metrics.uncommitted.set(
+            self._committer.uncommitted + self._in_flight + self._awaiting_ledger
+        )
 
     def _refresh_lag(self, force: bool = False) -> None:
         now = self._clock()

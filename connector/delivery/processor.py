@@ -125,6 +125,7 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         self._paused = set()
         self._dlq_retry = deque()
         self._in_flight = 0
+        self._awaiting_ledger = 0
         self._unfinished = 0
         self._generation = 0
         self._last_lag = 0.0
@@ -253,7 +254,9 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         if self._ledger is not None:
             self._ledger.tick()
         self._dispatch()
-        self._committer.commit(early=self._committer.early_due(self._in_flight))
+        self._committer.commit(
+            early=self._committer.early_due(self._in_flight + self._awaiting_ledger)
+        )
         self._refresh_lag()
 
     def _poll_timeout(self) -> float:

@@ -145,6 +145,13 @@ class Rebalancing(ProcessorCore):
         if not keys:
             return
         self._metrics.rebalances.labels("revoked").inc()
+        if not self.running:
+            # close() after the loop ended: the shutdown drain and final commit are done, and the
+            # sender is stopping. Draining again here would dispatch work to a closing client
+            # (and, on that closer thread, race the composition root's teardown): forget only.
+            logger.info("partitions revoked at close: %s", _describe(partitions))
+            self._forget(keys)
+            return
         logger.info("partitions revoked: %s; draining", _describe(partitions))
         self._committer.announce_drain(keys)
         self._drain(keys, reason="revoke")
@@ -236,7 +243,9 @@ class Rebalancing(ProcessorCore):
             item for item in self._dlq_retry if (item[1].topic(), item[1].partition()) not in gone
         )
         if self._ledger is not None:
-            self._ledger.forget(lambda ref: (ref.topic, ref.partition) not in gone)
+            self._awaiting_ledger -= self._ledger.forget(
+                lambda ref: (ref.topic, ref.partition) not in gone
+            )
         self._metrics.assigned_partitions.set(len(self._partitions))
 
 

@@ -49,8 +49,10 @@ class Results(ProcessorCore):
             self._finish(ref.topic, ref.partition, ref.offset, Outcome.DELIVERED, "ok")
             return
         generation = job.generation
+        self._awaiting_ledger += 1
 
         def recorded() -> None:
+            self._awaiting_ledger -= 1
             state = self._partitions.get((ref.topic, ref.partition))
             if state is not None and state.generation == generation:
                 self._finish(ref.topic, ref.partition, ref.offset, Outcome.DELIVERED, "ok")

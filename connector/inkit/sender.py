@@ -121,6 +121,7 @@ class Sender:
         self._auth_probe_first_s = auth_probe_first_s
         self._close_client = close_client
         self._results: deque[Result] = deque()
+        self._closing = False  # set on the loop thread when stop() begins
         self.wakeup = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="inkit-sender", daemon=True)
@@ -201,6 +202,7 @@ class Sender:
         self._loop.run_forever()
 
     async def _shutdown(self) -> None:
+        self._closing = True
         tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
@@ -210,7 +212,7 @@ class Sender:
 
     def _spawn(self, jobs: list[Job]) -> None:
         for job in jobs:
-            if job.cancelled:
+            if job.cancelled or self._closing:
                 self._finish(Result(job, ResultKind.CANCELLED))
                 continue
             self._metrics.in_flight.inc()
@@ -232,9 +234,14 @@ class Sender:
         except asyncio.CancelledError:
             result = Result(job, ResultKind.CANCELLED)
         except Exception as exc:  # noqa: BLE001 - every job must end as a result (issue #13)
-            # Only the type: an exception text may quote the request (PII).
-            logger.error("delivery of %s raised %s", job.ref, type(exc).__name__)
-            result = Result(job, ResultKind.FAILED, error=DeliveryCrashed(exc))
+            if self._closing:
+                # The client is being closed under it (shutdown): not the record's fault. It
+                # stays uncommitted and its next owner sends it; never a dead letter.
+                result = Result(job, ResultKind.CANCELLED)
+            else:
+                # Only the type: an exception text may quote the request (PII).
+                logger.error("delivery of %s raised %s", job.ref, type(exc).__name__)
+                result = Result(job, ResultKind.FAILED, error=DeliveryCrashed(exc))
         finally:
             self._metrics.in_flight.dec()
             if self._prober is job and self._auth_ok is not None:

@@ -352,6 +352,8 @@ class SentLedger:
             self._retry.popleft()
             self.record(identity, ref, done)
 
-    def forget(self, keep: Callable[[RecordRef], bool]) -> None:
-        """Drop pending retries of partitions this member no longer owns."""
+    def forget(self, keep: Callable[[RecordRef], bool]) -> int:
+        """Drop pending retries of partitions this member no longer owns; how many."""
+        before = len(self._retry)
         self._retry = deque(item for item in self._retry if keep(item[2]))
+        return before - len(self._retry)

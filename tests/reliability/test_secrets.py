@@ -411,7 +411,13 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_makes_it_work(
         ).start()
         try:
             # 40 good events and the one with an address but no name (202 here: no validation).
-            wait_until(lambda: inkit.posts >= len(expected) + 1, 60, trusting.log_tail())
+            try:
+                wait_until(lambda: inkit.posts >= len(expected) + 1, 60)
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"{exc} {inkit.posts} of {len(expected) + 1} posts; log:\n{trusting.log_tail()}"
+                    f"\nUNTRUSTING:\n{untrusting.log_tail(80)}"
+                ) from None
             assert trusting.stop() == 0
         finally:
             if trusting.proc is not None and trusting.proc.poll() is None:

@@ -134,3 +134,26 @@ def test_events_older_than_the_age_guard_are_skipped() -> None:
         wait_for(lambda: consumer.committed_offsets.get(0) == 2)
     assert sent == [1]
     assert h.metrics.records.labels("skipped", "too_old")._value.get() == 1
+
+
+def test_deliveries_waiting_for_the_ledger_count_against_the_uncommitted_cap() -> None:
+    # The chaos run found it: with the ledger unwritable (a broker restart), deliveries whose
+    # ledger record was not acknowledged were outside the cap, and a kill then re-sent 906.
+    consumer = FakeConsumer("t", partitions=1)
+    for seq in range(60):
+        consumer.append(0, f"u{seq}".encode(), identify(f"u{seq}", seq, f"m-{seq}"))
+    sent: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(int(json.loads(request.content)["seq"]))
+        return httpx.Response(202)
+
+    h = Harness(consumer, handler, max_uncommitted=8)
+    h.producer.fail_next = 10**6  # the ledger cannot be written at all
+    h.processor._ledger = ledger_for(h.producer, h.metrics)
+    failed = h.metrics.ledger_writes.labels("failed")
+    with h.running():
+        # Several retry rounds (one a second) have passed: the loop had time to send more.
+        wait_for(lambda: failed._value.get() >= 3 * 8, timeout_s=20)
+        assert len(sent) <= 8 + 1  # the cap, plus the partition's head (issue #13)
+        assert consumer.committed_offsets.get(0, 0) == 0
