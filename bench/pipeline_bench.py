@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import stages  # bench/stages.py: this script's directory is first on sys.path
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 PYTHON = sys.executable
@@ -191,6 +193,21 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def librdkafka_cpu_seconds(pid: int) -> float:
+    """user+sys CPU of a live process's librdkafka threads (named ``rdk:*``: fetch, broker I/O,
+    the main timer thread), which no Python profiler sees."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            comm, fields = stat.read_text().split("(", 1)[1].rsplit(")", 1)
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        if comm.startswith("rdk:"):
+            parts = fields.split()
+            total += int(parts[11]) + int(parts[12])
+    return total / CLK_TCK
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """VmHWM of a live process. (wait4's ru_maxrss is no use here: after fork + exec it starts
     from the parent's high-water mark, and this parent holds the whole topic in memory.)"""
@@ -253,7 +270,8 @@ def start_profiler(pid: int, out: Path, duration_s: int = 15) -> subprocess.Pope
     py_spy = str(Path(PYTHON).parent / "py-spy")
     cmd = [py_spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw"]
     cmd += ["--duration", str(duration_s), "--nonblocking", "-o", str(out)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with out.with_suffix(".log").open("wb") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 
 def read_record(sim: Any) -> list[Any]:
@@ -320,6 +338,7 @@ def _run_one(
     peak_rss = 0.0
     first: tuple[float, int, float] | None = None  # (wall, accepted, cpu)
     last: tuple[float, int, float] | None = None
+    rdk_first = rdk_last = 0.0  # librdkafka threads' CPU at the first and the last sample
     done_reason = "budget"
     last_progress = (time.time(), 0)
     exited_rusage = None
@@ -343,9 +362,11 @@ def _run_one(
             break
         if accepted > 0 and first is None:
             first = (now, accepted, cpu)
+            rdk_first = librdkafka_cpu_seconds(pid)
             if ctx.get("profile") and v.kind in ("connector", "floor"):
                 profilers.append(start_profiler(pid, Path(f"{ctx['profile']}-{v.name}-{tag}.txt")))
         last = (now, accepted, cpu)
+        rdk_last = librdkafka_cpu_seconds(pid)
         if accepted > last_progress[1]:
             last_progress = (now, accepted)
         if accepted >= expected:
@@ -376,7 +397,7 @@ def _run_one(
     for profiler in profilers:
         profiler.wait(60)
     records = read_record(sim)
-    return analyse(
+    result = analyse(
         v,
         records,
         ctx["timestamps"],
@@ -390,6 +411,21 @@ def _run_one(
         done_reason,
         proc.returncode,
     )
+    if first is not None and last is not None and last[1] > first[1]:
+        # CPU s per 1k events = CPU ms per event
+        result["librdkafka_cpu_ms_per_event"] = (rdk_last - rdk_first) / (
+            (last[1] - first[1]) / 1000.0
+        )
+    if profilers and result["cpu_s_per_1k"] is not None:
+        profile = Path(f"{ctx['profile']}-{v.name}-{tag}.txt")
+        if profile.exists():
+            # py-spy sees the Python threads: their share is the process's CPU less
+            # librdkafka's own threads, which are a stage of their own.
+            rdk = result.get("librdkafka_cpu_ms_per_event", 0.0)
+            per = stages.stage_ms_per_event(stages.parse(profile), result["cpu_s_per_1k"] - rdk)
+            result["stages_ms_per_event"] = {"librdkafka": rdk, **per}
+            result["profile"] = str(profile)
+    return result
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -524,6 +560,21 @@ def summary(results: list[dict[str, Any]], latencies: list[float]) -> str:
                 f"| {max(r['duplicates'] for r in rows)} "
                 f"| {max(r['order_violations'] for r in rows)} | {statuses} |"
             )
+    staged = [r for r in results if r.get("stages_ms_per_event")]
+    if staged:
+        lines.append(
+            "\n### CPU ms per event by stage (py-spy samples x measured CPU; bench/stages.py)\n"
+        )
+        names = ("librdkafka", *stages.STAGES)
+        lines.append("| pipeline | latency ms | run | total | " + " | ".join(names) + " |")
+        lines.append("|---|---|---|---|" + "---|" * len(names))
+        for r in staged:
+            per = r["stages_ms_per_event"]
+            lines.append(
+                f"| {r['pipeline']} | {r['latency_ms']:g} | {r['run']} | {r['cpu_s_per_1k']:.3f} | "
+                + " | ".join(f"{per.get(s, 0.0):.3f}" for s in names)
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -571,6 +622,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(BENCH_DIR / "results.json"))
     parser.add_argument("--pythonpath", default="", help="prepended to PYTHONPATH (experiments)")
     parser.add_argument("--profile", default=None, help="py-spy raw output for the connector")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="CPU per event by stage for every connector and floor run (py-spy; bench/stages.py)",
+    )
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
     n_events = args.events or (5_000 if args.quick else 100_000)
@@ -583,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
     print(f"work dir (logs): {work}", flush=True)
+    if args.stages and not args.profile:
+        args.profile = str(work / "profile")
     broker = None
     sim_proc = None
     try:
@@ -650,6 +708,13 @@ def main(argv: list[str] | None = None) -> int:
                         f"order {result['order_violations']} (load {load:.2f})",
                         flush=True,
                     )
+                    if result.get("stages_ms_per_event"):
+                        per = result["stages_ms_per_event"]
+                        print(
+                            "    CPU ms/event by stage: "
+                            + ", ".join(f"{k} {v:.3f}" for k, v in per.items() if v),
+                            flush=True,
+                        )
                     Path(args.out).write_text(
                         json.dumps(
                             {

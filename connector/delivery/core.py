@@ -63,6 +63,8 @@ class ProcessorCore:
     _dlq_retry: deque[tuple[float, Any, RecordError, int]]
     _in_flight: int
     _awaiting_ledger: int  # delivered, their sent-ledger record not yet acknowledged
+    _consumed: Any  # records_consumed's child for the topic (counted once per poll)
+    _finished_counters: dict[tuple[Outcome, str], Any]  # records' children, by label values
     _unfinished: int
     _generation: int
     _last_lag: float

@@ -24,13 +24,15 @@ SKIP_DECODE_REASONS = frozenset({"tombstone"})
 class Intake(ProcessorCore):
     """Turns fetched records into jobs for the scheduler (called on the consume thread)."""
 
-    def _ingest(self, record: Any) -> None:
+    def _ingest(self, record: Any) -> int:
+        """Take ``record`` in; 1 if it counts as consumed (the caller counts a poll's records
+        in one metric update), 0 if it is not ours to process."""
         key = (record.topic(), record.partition())
         state = self._partitions.get(key)
         if state is None:
-            return  # a record of a partition we no longer own: its new owner reads it
+            return 0  # a record of a partition we no longer own: its new owner reads it
         if state.handoff_until_ms is not None:
-            return  # read again from the previous owner's final commit (see handoff.py)
+            return 0  # read again from the previous owner's final commit (see handoff.py)
         offset = record.offset()
         if state.last_offset is not None and offset <= state.last_offset:
             # librdkafka fetched a range again (seen after a pause/resume during a rebalance):
@@ -43,27 +45,24 @@ class Intake(ProcessorCore):
                     key[1],
                     offset,
                 )
-            return
+            return 0
         state.last_offset = offset
         self._tracker.track(key[0], key[1], offset, int(self._wall_clock() * 1000))
         state.unfinished += 1
         self._unfinished += 1
-        self._metrics.records_consumed.labels(key[0]).inc()
         if offset in state.already_done:
             state.already_done.discard(offset)
             self._finish(key[0], key[1], offset, Outcome.SKIPPED, "already_done")
-            return
-        if offset in state.already_dead_lettered:
+        elif offset in state.already_dead_lettered:
             state.already_dead_lettered.discard(offset)
             self._finish(key[0], key[1], offset, Outcome.SKIPPED, "already_dead_lettered")
-            return
-        if self._max_event_age_s is not None and self._too_old(record):
+        elif self._max_event_age_s is not None and self._too_old(record):
             self._finish(key[0], key[1], offset, Outcome.SKIPPED, "too_old")
-            return
-        if state.stalled:
+        elif state.stalled:
             state.stalled.append(record)  # keep order behind the record waiting for the registry
-            return
-        self._process(record, state)
+        else:
+            self._process(record, state)
+        return 1
 
     def _process(self, record: Any, state: PartitionState) -> None:
         try:

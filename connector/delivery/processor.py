@@ -44,7 +44,11 @@ logger = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.1
 BUSY_POLL_S = 0.005
-IN_FLIGHT_POLL_S = 0.001
+# With requests in flight the loop waits on the sender's wakeup event, not inside consume():
+# librdkafka's consume() cannot be woken from another thread, so a result would wait out its
+# timeout (polling every 1 ms instead cost a step, a consume() and a GIL hand-over per event:
+# issue #20). Kafka records that arrive meanwhile wait at most this long.
+IN_FLIGHT_WAIT_S = 0.005
 
 
 class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate):
@@ -126,6 +130,8 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         self._dlq_retry = deque()
         self._in_flight = 0
         self._awaiting_ledger = 0
+        self._finished_counters = {}
+        self._idle = False  # the last step fetched nothing while requests were in flight
         self._unfinished = 0
         self._generation = 0
         self._last_lag = 0.0
@@ -139,7 +145,9 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         self._aborted = False
         self.heartbeat = clock()
         self.running = False
-        metrics.records_consumed.labels(topic)  # so rate() starts from 0, not from absent
+        # Created now so that rate() starts from 0, not from absent; kept, so that the loop
+        # counts a poll's records with one inc() rather than a labels() lookup per record.
+        self._consumed = metrics.records_consumed.labels(topic)
 
     # -- public ------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -172,6 +180,8 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         try:
             while not self._stopping:
                 self._step()
+                if self._idle:
+                    self._sender.wakeup.wait(IN_FLIGHT_WAIT_S)
                 if not self._sender.alive:
                     # Nothing would ever be sent again: end the process (non-zero) so that
                     # Kubernetes restarts it, rather than stay up with /readyz failing for ever.
@@ -242,13 +252,15 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         # Never fetch more than the buffer has room for (at least 1: consume() also serves
         # rebalances and heartbeats), so the caps hold to within one record.
         room = max(1, min(POLL_BATCH, self._max_buffered - self._unfinished))
-        records = self._consumer.consume(room, self._poll_timeout())
-        for record in records:
+        consumed = 0
+        for record in self._poll(room):
             error = record.error()
             if error is not None:
                 self._on_record_error(error)
                 continue
-            self._ingest(record)
+            consumed += self._ingest(record)
+        if consumed:
+            self._consumed.inc(consumed)  # once per poll, not per record
         if self._dlq is not None:
             self._dlq.poll(0)
         if self._ledger is not None:
@@ -259,16 +271,23 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         )
         self._refresh_lag()
 
-    def _poll_timeout(self) -> float:
-        """How long consume() may block. A result waiting to be handled (which may release a
-        user's next event) must not wait behind a fetch, so the busier the loop, the shorter."""
-        if self._sender.wakeup.is_set():
-            return 0.0
-        if self._in_flight:
-            return IN_FLIGHT_POLL_S
-        if self._unfinished:
-            return BUSY_POLL_S
-        return IDLE_POLL_S
+    def _poll(self, room: int) -> list[Any]:
+        """Fetch up to ``room`` records. With nothing in flight, block in consume(); with
+        requests in flight, take what librdkafka already holds (timeout 0) and, if that is
+        nothing, let run() wait for a result after this step: a result (which may release a
+        user's next event, and finishes an offset) is handled as soon as it arrives, never
+        behind a fetch."""
+        self._idle = False
+        wakeup = self._sender.wakeup
+        if wakeup.is_set():
+            return list(self._consumer.consume(room, 0.0))
+        if not self._in_flight:
+            return list(
+                self._consumer.consume(room, BUSY_POLL_S if self._unfinished else IDLE_POLL_S)
+            )
+        records = list(self._consumer.consume(room, 0.0))
+        self._idle = not records  # run() waits for a result before the next step
+        return records
 
     # -- commits -----------------------------------------------------------------------------
     def on_commit(self, error: Any, partitions: list[Any]) -> None:

@@ -21,25 +21,29 @@ class Results(ProcessorCore):
     """Hands results back to the offset tracker and the dead-letter topic (consume thread)."""
 
     def _handle_results(self, results: Iterable[Result]) -> None:
+        last_delivery = None  # the gauge is set once per batch, to its latest delivery
+        observe = self._metrics.end_to_end_latency.observe
         for result in results:
             job = result.job
             self._in_flight -= 1
-            key = (job.ref.topic, job.ref.partition)
-            state = self._partitions.get(key)
+            ref = job.ref
+            state = self._partitions.get((ref.topic, ref.partition))
             if state is None or state.generation != job.generation:
                 continue  # abandoned on revoke: its partition is someone else's now
             state.flying.discard(job)
             self._scheduler.done(job)
             if result.kind is ResultKind.DELIVERED:
                 self._delivered(job)
-                self._metrics.last_delivery.set(result.finished_at)
+                if last_delivery is None or result.finished_at > last_delivery:
+                    last_delivery = result.finished_at
                 self._breaker_delivered(job.record)
                 if job.timestamp_s is not None:
-                    latency = max(0.0, result.finished_at - job.timestamp_s)
-                    self._metrics.end_to_end_latency.observe(latency)
+                    observe(max(0.0, result.finished_at - job.timestamp_s))
             elif result.kind is ResultKind.FAILED and result.error is not None:
                 self._dead_letter(job.record, result.error)
             # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
+        if last_delivery is not None:
+            self._metrics.last_delivery.set(last_delivery)
 
     def _delivered(self, job: Job) -> None:
         """A 2xx finishes the record, or with the sent-ledger, its ledger record's ack does: an
@@ -69,7 +73,11 @@ class Results(ProcessorCore):
         state.unfinished -= 1
         self._unfinished -= 1
         self._committer.finished(state)
-        self._metrics.records.labels(outcome.value, reason).inc()
+        child = self._finished_counters.get((outcome, reason))
+        if child is None:  # labels() costs a lookup under a lock: once per (outcome, reason)
+            child = self._metrics.records.labels(outcome.value, reason)
+            self._finished_counters[(outcome, reason)] = child
+        child.inc()
 
     def _dead_letter(self, record: Any, error: RecordError, generation: int | None = None) -> None:
         key = (record.topic(), record.partition())

@@ -211,12 +211,15 @@ class Sender:
             await self._close_client()
 
     def _spawn(self, jobs: list[Job]) -> None:
+        started = 0
         for job in jobs:
             if job.cancelled or self._closing:
                 self._finish(Result(job, ResultKind.CANCELLED))
                 continue
-            self._metrics.in_flight.inc()
+            started += 1
             job.task = self._loop.create_task(self._deliver(job))
+        if started:
+            self._metrics.in_flight.inc(started)  # once per batch handed over
 
     def _cancel_tasks(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -226,7 +229,11 @@ class Sender:
     def _finish(self, result: Result) -> None:
         result.finished_at = time.time()
         self._results.append(result)
-        self.wakeup.set()
+        # Set only when clear: Event.set() takes a lock and notifies every time. Safe without
+        # the lock: the result is appended before the check, and drain_results clears the
+        # event before it takes the results, so a result seen set is still taken.
+        if not self.wakeup.is_set():
+            self.wakeup.set()
 
     async def _deliver(self, job: Job) -> None:
         try:
