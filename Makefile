@@ -9,6 +9,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 .PHONY: help setup tools lint format typecheck test test-unit test-slow kafka-up kafka-down demo bench simulator \
 	image lock
 .PHONY: local-up local-down
+.PHONY: bench-profile
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -65,6 +66,11 @@ demo: setup tools  ## run the whole pipeline locally: broker, registry, simulato
 bench: setup tools  ## the performance benchmark of bench/ (writes bench/results/*.json)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/pipeline_bench.py
+
+bench-profile: setup tools  ## py-spy over the hot path at 0 ms: CPU per event by stage, top frames
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/pipeline_bench.py --stages --latency-ms 0 --runs 1 --events 40000 --users 4000 \
+		--only connector-default,connector-ledger-off,floor-64
 
 simulator: setup  ## run the Inkit simulator on 127.0.0.1:8080 in the foreground
 	$(PY) -m connector.testing.inkit_simulator --port 8080

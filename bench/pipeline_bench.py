@@ -226,12 +226,13 @@ class Variant:
     kind: str  # naive, quix, connector, floor
     concurrency: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    pythonpath: str = ""  # run the connector from this copy (``--before``), not the default
 
 
 def command_for(v: Variant, ctx: dict[str, Any], group: str) -> tuple[list[str], dict[str, str]]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (ctx.get("pythonpath", ""), env.get("PYTHONPATH", "")) if p
+        p for p in (v.pythonpath or ctx.get("pythonpath", ""), env.get("PYTHONPATH", "")) if p
     )
     common = ["--bootstrap", ctx["bootstrap"], "--topic", ctx["topic"], "--group", group]
     url, key = ctx["webhook_url"], API_KEY
@@ -329,7 +330,7 @@ def _run_one(
             stderr=subprocess.STDOUT,
             # `python -m` puts the working directory first on sys.path: run experiments from the
             # scratch copy's directory so that its `connector` package is the one imported.
-            cwd=ctx.get("pythonpath") or REPO,
+            cwd=v.pythonpath or ctx.get("pythonpath") or REPO,
             start_new_session=True,
         )
     pid = proc.pid
@@ -579,11 +580,13 @@ def summary(results: list[dict[str, Any]], latencies: list[float]) -> str:
 
 
 # -- main ------------------------------------------------------------------------------------
-def variants(only: set[str]) -> list[Variant]:
-    """The pipelines to run; ``only`` holds kinds (naive, quix, connector, floor) or names."""
+def variants(only: set[str], before: str = "") -> list[Variant]:
+    """The pipelines to run; ``only`` holds kinds (naive, quix, connector, floor) or names.
+    ``before``: a copy of an earlier connector (``git archive``), run beside the current one."""
     every = [
         Variant("naive", "naive"),
         Variant("quix", "quix", concurrency=16),
+        *([Variant("connector-before", "connector", pythonpath=before)] if before else []),
         Variant("connector-default", "connector"),
         Variant("connector-ledger-off", "connector", env={"LEDGER_ENABLED": "false"}),
         Variant("connector-tuned", "connector", env=dict(TUNED_ENV)),
@@ -623,6 +626,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pythonpath", default="", help="prepended to PYTHONPATH (experiments)")
     parser.add_argument("--profile", default=None, help="py-spy raw output for the connector")
     parser.add_argument(
+        "--before",
+        default=None,
+        help="directory holding an earlier connector (git archive REV | tar -x -C DIR): adds "
+        "the variant connector-before (its defaults), run in the same run as the others",
+    )
+    parser.add_argument(
         "--stages",
         action="store_true",
         help="CPU per event by stage for every connector and floor run (py-spy; bench/stages.py)",
@@ -632,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     n_events = args.events or (5_000 if args.quick else 100_000)
     n_users = args.users or (500 if args.quick else 5_000)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    chosen = variants(only)
+    chosen = variants(only, str(Path(args.before).resolve()) if args.before else "")
 
     from connector.testing.inkit_simulator import Faults, SimulatorClient
     from connector.testing.kafka_broker import KafkaBroker
@@ -730,6 +739,11 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
         print(summary(results, args.latency_ms))
+        for r in results:
+            if r.get("profile"):  # the top frames of each profiled run (bench/stages.py)
+                cpu = r["cpu_s_per_1k"] - r.get("librdkafka_cpu_ms_per_event", 0.0)
+                print(f"\n#### {r['pipeline']}, {r['latency_ms']:g} ms, run {r['run']}\n")
+                print(stages.report(Path(r["profile"]), cpu, top=12))
         print(f"\nresults: {args.out}; logs: {work}")
         return 0
     finally:
