@@ -276,7 +276,8 @@ class Sender:
                 finally:
                     self._gate_waiters -= 1
                 blocked_s += time.monotonic() - wait_started
-            await self._respect_throttle()
+            if self._not_before > time.monotonic():  # a coroutine per attempt only when due
+                await self._respect_throttle()
             if self._rate is not None:
                 await self._rate.acquire()
             attempt += 1
