@@ -49,6 +49,9 @@ BUSY_POLL_S = 0.005
 # timeout (polling every 1 ms instead cost a step, a consume() and a GIL hand-over per event:
 # issue #20). Kafka records that arrive meanwhile wait at most this long.
 IN_FLIGHT_WAIT_S = 0.005
+# Sent-ledger records waiting for their ack gate commits (and MAX_UNCOMMITTED_RECORDS); their
+# acks are served by the producer's poll() in the step, which nothing can wake: look sooner.
+ACK_WAIT_S = 0.001
 
 
 class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate):
@@ -181,7 +184,9 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
             while not self._stopping:
                 self._step()
                 if self._idle:
-                    self._sender.wakeup.wait(IN_FLIGHT_WAIT_S)
+                    self._sender.wakeup.wait(
+                        ACK_WAIT_S if self._awaiting_ledger else IN_FLIGHT_WAIT_S
+                    )
                 if not self._sender.alive:
                     # Nothing would ever be sent again: end the process (non-zero) so that
                     # Kubernetes restarts it, rather than stay up with /readyz failing for ever.
