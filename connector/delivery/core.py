@@ -65,6 +65,7 @@ class ProcessorCore:
     _awaiting_ledger: int  # delivered, their sent-ledger record not yet acknowledged
     _consumed: Any  # records_consumed's child for the topic (counted once per poll)
     _finished_counters: dict[tuple[Outcome, str], Any]  # records' children, by label values
+    _idle: bool  # the last poll found nothing while requests flew: run() waits for a result
     _unfinished: int
     _generation: int
     _last_lag: float

@@ -1,7 +1,9 @@
-"""Intake: a fetched record becomes a job, a skip or a dead letter, in its partition's order.
+"""Intake: records are fetched, and a fetched record becomes a job, a skip or a dead letter, in
+its partition's order.
 
-Decoding and mapping happen here; a schema registry outage holds the partition (its records
-queue behind the first one, which is retried with backoff) rather than dead-lettering them."""
+Fetching (how long the loop may block in consume()), decoding and mapping happen here; a schema
+registry outage holds the partition (its records queue behind the first one, which is retried
+with backoff) rather than dead-lettering them."""
 
 from __future__ import annotations
 
@@ -17,12 +19,41 @@ from connector.models import Outcome, RecordRef, Skip
 
 logger = logging.getLogger(__name__)
 
+IDLE_POLL_S = 0.1
+BUSY_POLL_S = 0.005
+# With requests in flight the loop waits on the sender's wakeup event, not inside consume():
+# librdkafka's consume() cannot be woken from another thread, so a result would wait out its
+# timeout (polling every 1 ms instead cost a step, a consume() and a GIL hand-over per event:
+# issue #20). Kafka records that arrive meanwhile wait at most this long.
+IN_FLIGHT_WAIT_S = 0.005
+# Sent-ledger records waiting for their ack gate commits (and MAX_UNCOMMITTED_RECORDS); their
+# acks are served by the producer's poll() in the step, which nothing can wake: look sooner.
+ACK_WAIT_S = 0.001
+
 # Reasons of records that are skipped rather than dead-lettered: deliberate, not broken.
 SKIP_DECODE_REASONS = frozenset({"tombstone"})
 
 
 class Intake(ProcessorCore):
-    """Turns fetched records into jobs for the scheduler (called on the consume thread)."""
+    """Fetches records and turns them into jobs for the scheduler (consume thread)."""
+
+    def _poll(self, room: int) -> list[Any]:
+        """Fetch up to ``room`` records. With nothing in flight, block in consume(); with
+        requests in flight, take what librdkafka already holds (timeout 0) and, if that is
+        nothing, let run() wait for a result after this step: a result (which may release a
+        user's next event, and finishes an offset) is handled as soon as it arrives, never
+        behind a fetch."""
+        self._idle = False
+        wakeup = self._sender.wakeup
+        if wakeup.is_set():
+            return list(self._consumer.consume(room, 0.0))
+        if not self._in_flight:
+            return list(
+                self._consumer.consume(room, BUSY_POLL_S if self._unfinished else IDLE_POLL_S)
+            )
+        records = list(self._consumer.consume(room, 0.0))
+        self._idle = not records  # run() waits for a result before the next step
+        return records
 
     def _ingest(self, record: Any) -> int:
         """Take ``record`` in; 1 if it counts as consumed (the caller counts a poll's records

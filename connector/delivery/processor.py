@@ -27,7 +27,7 @@ from connector.delivery.dispatch import Dispatch
 from connector.delivery.flow import FlowControl
 from connector.delivery.handoff import CommittedReader, GroupMembers, Handoffs
 from connector.delivery.held import BreakerGate
-from connector.delivery.intake import Intake
+from connector.delivery.intake import ACK_WAIT_S, IN_FLIGHT_WAIT_S, Intake
 from connector.delivery.offsets import OffsetTracker
 from connector.delivery.ordering import KeyedScheduler
 from connector.delivery.rebalance import Rebalancing
@@ -41,17 +41,6 @@ from connector.kafka.ledger import SentLedger
 from connector.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
-
-IDLE_POLL_S = 0.1
-BUSY_POLL_S = 0.005
-# With requests in flight the loop waits on the sender's wakeup event, not inside consume():
-# librdkafka's consume() cannot be woken from another thread, so a result would wait out its
-# timeout (polling every 1 ms instead cost a step, a consume() and a GIL hand-over per event:
-# issue #20). Kafka records that arrive meanwhile wait at most this long.
-IN_FLIGHT_WAIT_S = 0.005
-# Sent-ledger records waiting for their ack gate commits (and MAX_UNCOMMITTED_RECORDS); their
-# acks are served by the producer's poll() in the step, which nothing can wake: look sooner.
-ACK_WAIT_S = 0.001
 
 
 class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate):
@@ -275,24 +264,6 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
             early=self._committer.early_due(self._in_flight + self._awaiting_ledger)
         )
         self._refresh_lag()
-
-    def _poll(self, room: int) -> list[Any]:
-        """Fetch up to ``room`` records. With nothing in flight, block in consume(); with
-        requests in flight, take what librdkafka already holds (timeout 0) and, if that is
-        nothing, let run() wait for a result after this step: a result (which may release a
-        user's next event, and finishes an offset) is handled as soon as it arrives, never
-        behind a fetch."""
-        self._idle = False
-        wakeup = self._sender.wakeup
-        if wakeup.is_set():
-            return list(self._consumer.consume(room, 0.0))
-        if not self._in_flight:
-            return list(
-                self._consumer.consume(room, BUSY_POLL_S if self._unfinished else IDLE_POLL_S)
-            )
-        records = list(self._consumer.consume(room, 0.0))
-        self._idle = not records  # run() waits for a result before the next step
-        return records
 
     # -- commits -----------------------------------------------------------------------------
     def on_commit(self, error: Any, partitions: list[Any]) -> None:
