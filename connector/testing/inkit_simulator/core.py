@@ -151,6 +151,8 @@ class _SimCore:
         template_id = payload.get("template_id")
         if not isinstance(template_id, str) or not template_id:
             return _error(400, "template_id: required non-empty string")
+        if template_id in self.faults.rejected_templates:
+            return _error(422, "template_id: no such template")
         fields: Any = payload
         if path == RENDER_PATH:
             fields = payload.get("merge_parameters")
