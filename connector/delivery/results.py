@@ -81,6 +81,14 @@ class Results(ProcessorCore):
         if generation is None and self._hold(record, error):
             return
         fence = not state.has_commit and self._committer.enabled and not self._in_drain
+        if generation is None and not fence and not self._in_drain:
+            # Earlier copies of this partition still wait (the fence below, a failed produce):
+            # this one goes behind them, so that one user's dead letters keep their order in
+            # the dead-letter topic, which `redrive` sends them in (found by its test: copies
+            # written as the fence lifted overtook those it held).
+            fence = any(
+                r.topic() == key[0] and r.partition() == key[1] for _, r, *_ in self._dlq_retry
+            )
         if self._dlq is not None and fence:
             # A partition no commit was ever made for: a next owner would have no "since" to
             # look for this copy from, and would write it again after a crash or a loss (found
