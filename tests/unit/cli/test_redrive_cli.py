@@ -3,13 +3,15 @@ a bar redrawn in place on a terminal, plain lines otherwise, and the summary."""
 
 from __future__ import annotations
 
+import argparse
 import io
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from connector.cli.main import build_parser, main
-from connector.cli.redrive_args import options_from
+from connector.cli.redrive_args import EXIT_FAILED_AGAIN, EXIT_INTERRUPTED, options_from
 from connector.cli.redrive_report import PLAIN_INTERVAL_S, Progress, summary
 from connector.delivery.redrive import RedriveTally
 
@@ -120,3 +122,18 @@ def test_the_summary_counts_by_reason() -> None:
     )
     assert "interrupted before the end (run it again to resume)" in interrupted
     assert "would send: 0" in interrupted
+
+
+def test_the_readme_documents_every_flag_and_exit_code() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("## Redrive: dead letters come back", 1)[1].split("\n## ", 1)[0]
+    redrive = next(
+        action
+        for action in build_parser()._subparsers._group_actions  # type: ignore[union-attr]
+        if isinstance(action, argparse._SubParsersAction)
+    ).choices["redrive"]
+    flags = {o for a in redrive._actions for o in a.option_strings if o.startswith("--")}
+    missing = {f for f in flags - {"--help"} if f"`{f}" not in section}
+    assert not missing, f"README's Redrive section lacks {sorted(missing)}"
+    for code in ("0", str(EXIT_FAILED_AGAIN), str(EXIT_INTERRUPTED), "1", "2"):
+        assert f"{code}: " in section.split("**Exit codes.**", 1)[1].split("\n- ", 1)[0]
