@@ -117,8 +117,12 @@ def test_wrong_template_dead_letters_come_back_once_and_a_second_redrive_sends_n
     process = ConnectorProcess(env, tmp_path).start()
     try:
         ends = end_offsets(kafka_bootstrap, topic, 2)
+        # A partition nothing was produced to has no commit (and needs none).
         wait_until(
-            lambda: _committed_or_none(kafka_bootstrap, group, topic) == ends,
+            lambda: (
+                _committed_or_none(kafka_bootstrap, group, topic)
+                in ({p: end if end else -1001 for p, end in ends.items()}, ends)
+            ),
             60,
             f"run did not commit to the end; log:\n{process.log_tail()}",
         )
