@@ -104,6 +104,9 @@ class ProcessorCore:
     def _breaker_delivered(self, record: Any) -> None:
         raise NotImplementedError
 
+    def _release(self) -> None:
+        raise NotImplementedError
+
     def _retry_dead_letters(self) -> None:
         raise NotImplementedError
 

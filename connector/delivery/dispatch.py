@@ -119,7 +119,15 @@ class Dispatch(ProcessorCore):
                 self._scheduler.done(job)
                 policy = AmbiguousPolicy.DEAD_LETTER.value
                 self._metrics.ambiguous_sends.labels(policy, "open_intent").inc()
-                self._dead_letter(job.record, AmbiguousSend("open_intent"))
+                if self._breaker.is_probe(job.record):
+                    # The circuit breaker chose an ambiguous send as its probe: it can never be
+                    # sent, so it cannot tell whether Inkit recovered. Release what is held; it
+                    # is judged anew (found by the chaos run: the breaker stayed open for good).
+                    self._release()
+                # Never held by the breaker: after a crash these come in a burst (up to the
+                # cap), which is not a systemic failure, and a held one would be probed again.
+                generation = self._partitions[(job.ref.topic, job.ref.partition)].generation
+                self._dead_letter(job.record, AmbiguousSend("open_intent"), generation)
             else:
                 keep.append(job)
         return keep

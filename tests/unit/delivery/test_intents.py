@@ -12,6 +12,7 @@ import json
 import httpx
 from prometheus_client import CollectorRegistry
 
+from connector.delivery.breaker import CircuitBreaker
 from connector.kafka.ledger import SentLedger
 from connector.models import AmbiguousPolicy
 from connector.observability.metrics import Metrics
@@ -46,8 +47,9 @@ def owner(
     handler: object,
     policy: AmbiguousPolicy = DEAD_LETTER,
     previous: FakeProducer | None = None,
+    **kw: object,
 ) -> Harness:
-    h = Harness(consumer, handler, ambiguous_policy=policy, drain_timeout_s=0.3)  # type: ignore[arg-type]
+    h = Harness(consumer, handler, ambiguous_policy=policy, drain_timeout_s=0.3, **kw)  # type: ignore[arg-type]
     h.processor._ledger = new_ledger(h.metrics, h.producer, after=previous)
     h.processor._intents = policy is DEAD_LETTER
     return h
@@ -114,10 +116,12 @@ def test_an_intent_is_closed_by_the_send_by_a_tombstone_or_left_open() -> None:
     assert h.metrics.ambiguous_sends.labels("dead-letter", "dead_lettered")._value.get() == 1
 
 
-def crash_mid_send(policy: AmbiguousPolicy) -> tuple[FakeProducer, list[int]]:
-    """The first owner sends m-0 and dies before Inkit answers (nothing committed)."""
+def crash_mid_send(policy: AmbiguousPolicy, events: int = 1) -> tuple[FakeProducer, list[int]]:
+    """The first owner sends m-0 (.. m-<events-1>) and dies before Inkit answers (nothing
+    committed)."""
     consumer = FakeConsumer("t", partitions=1)
-    consumer.append(0, b"u0", identify("u0", 0, "m-0"))
+    for seq in range(events):
+        consumer.append(0, f"u{seq}".encode(), identify(f"u{seq}", seq, f"m-{seq}"))
     arrived: list[int] = []
 
     async def hangs(request: httpx.Request) -> httpx.Response:
@@ -125,27 +129,32 @@ def crash_mid_send(policy: AmbiguousPolicy) -> tuple[FakeProducer, list[int]]:
         await asyncio.sleep(60)  # Inkit got it; the answer never comes back
         return httpx.Response(202)
 
-    first = owner(consumer, hangs, policy)
+    first = owner(consumer, hangs, policy, max_in_flight=64)
     with first.running():
-        wait_for(lambda: arrived == [0])
+        wait_for(lambda: len(arrived) == events)
     assert consumer.committed_offsets.get(0, 0) == 0
-    return first.producer, arrived
+    return first.producer, sorted(arrived)
 
 
-def second_owner(policy: AmbiguousPolicy, previous: FakeProducer) -> tuple[Harness, list[int]]:
+def second_owner(
+    policy: AmbiguousPolicy, previous: FakeProducer, events: int = 1, breaker: bool = False
+) -> tuple[Harness, list[int]]:
+    """The next owner reads the first one's events again (never committed) and one more."""
     consumer = FakeConsumer("t", partitions=1)
-    consumer.append(0, b"u0", identify("u0", 0, "m-0"))  # read again: it was never committed
-    consumer.append(0, b"u1", identify("u1", 1, "m-1"))
+    for seq in range(events + 1):
+        consumer.append(0, f"u{seq}".encode(), identify(f"u{seq}", seq, f"m-{seq}"))
     sent: list[int] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
         sent.append(seq_of(request))
         return httpx.Response(202)
 
-    h = owner(consumer, handler, policy, previous)
+    h = owner(consumer, handler, policy, previous, max_in_flight=64)
+    if breaker:  # the defaults of BREAKER_MIN_FAILURES and BREAKER_FAILURE_RATIO
+        h.processor._breaker = CircuitBreaker(min_failures=20, failure_ratio=0.5)
     with h.running():
-        wait_for(lambda: consumer.committed_offsets.get(0) == 2)
-    return h, sent
+        wait_for(lambda: consumer.committed_offsets.get(0) == events + 1)
+    return h, sorted(sent)
 
 
 def test_after_a_crash_mid_send_the_next_owner_dead_letters_instead_of_sending_again() -> None:
@@ -163,6 +172,19 @@ def test_under_resend_no_intent_is_written_and_the_next_owner_sends_again() -> N
     h, sent = second_owner(AmbiguousPolicy.RESEND, previous)
     assert arrived + sorted(sent) == [0, 0, 1]  # at least once: the letter may go twice
     assert dead_letters(h.producer) == {}
+
+
+def test_a_crash_with_many_sends_in_flight_does_not_trip_the_circuit_breaker() -> None:
+    # Found by the chaos run: after a kill, up to MAX_UNCOMMITTED_RECORDS open intents are
+    # dead-lettered in a burst; held by the breaker, they were probed (dead-lettered again,
+    # never delivered) and delivery stalled for good.
+    previous, arrived = crash_mid_send(DEAD_LETTER, events=40)
+    h, sent = second_owner(DEAD_LETTER, previous, events=40, breaker=True)
+    assert arrived == list(range(40))
+    assert sent == [40]
+    assert len(dead_letters(h.producer)) == 40
+    assert set(dead_letters(h.producer).values()) == {"ambiguous_send"}
+    assert h.metrics.breaker_trips.labels("ambiguous_send")._value.get() == 0
 
 
 def test_a_resolved_intent_lets_the_record_be_sent_again() -> None:
