@@ -122,6 +122,7 @@ class SentLedger:
 
     def _follow(self) -> None:
         """Keep reading what any member writes, so a lookup sees it within a poll interval."""
+        self._index.merge()  # the rebuild's dict into the compact arrays (see LedgerIndex.load)
         while not self._stop.is_set():
             try:
                 for msg in self._consumer.consume(1000, FOLLOW_POLL_S):

@@ -65,23 +65,27 @@ class LedgerIndex:
     def __init__(self) -> None:
         self._sorted: tuple[array[int], array[int]] = (array("q"), array("I"))
         self._recent: dict[int, int] = {}
+        self._merging: dict[int, int] = {}  # what a merge in progress folds into the arrays
         self._intents: dict[int, int] = {}
         self._lock = threading.Lock()  # only merges take it: two merges must not interleave
 
     def __len__(self) -> int:
-        return len(self._sorted[0]) + len(self._recent)
+        return len(self._sorted[0]) + len(self._recent) + len(self._merging)
 
     def add(self, key: int, sent_s: int) -> None:
         """``key`` was sent at ``sent_s``: remembered, and its intent (if any) resolved."""
         if self._recent.get(key, -1) < sent_s:
             self._recent[key] = sent_s
         self._intents.pop(key, None)
-        if len(self._recent) >= MERGE_AT:
+        if len(self._recent) >= MERGE_AT and not self._lock.locked():
             self.merge()
 
     def sent_at(self, key: int) -> int | None:
         """When ``key`` was last sent (seconds), or None."""
         recent = self._recent.get(key)
+        merging = self._merging.get(key)  # read before the arrays: a merge publishes them first
+        if merging is not None and (recent is None or merging > recent):
+            recent = merging
         keys, times = self._sorted
         i = bisect_left(keys, key)
         bulk = times[i] if i < len(keys) and keys[i] == key else None
@@ -107,27 +111,35 @@ class LedgerIndex:
 
     def load(self, entries: dict[int, int], intents: dict[int, int] | None = None) -> None:
         """Replace the whole index with ``entries`` (hash -> sent seconds) and the open
-        ``intents`` (hash -> seconds), at start-up."""
-        ordered = sorted(entries)
-        # map() over the dict's bound __getitem__ runs in C: a generator expression here took
-        # a third of the rebuild (the profile in bench/RESULTS.md).
-        self._sorted = (array("q", ordered), array("I", map(entries.__getitem__, ordered)))
-        self._recent = {}
+        ``intents`` (hash -> seconds), at start-up. ``entries`` is used as it is, a dict that
+        lookups can use at once; ``merge`` (the follower thread calls it first) folds it into
+        the sorted arrays, off the start-up path: sorting a million keys took a third of the
+        rebuild (the profile in bench/RESULTS.md)."""
+        self._sorted = (array("q"), array("I"))
+        self._merging = {}
+        self._recent = entries
         self._intents = dict(intents or {})
 
     def merge(self) -> None:
-        """Fold the newest entries into the sorted arrays (O(n), off the hot path)."""
+        """Fold the newest entries into the sorted arrays (O(n log n), off the hot path).
+        Additions meanwhile go to a fresh dict; lookups see the entries being merged until the
+        new arrays are published."""
         with self._lock:
-            recent = dict(self._recent)
+            recent = self._recent
             if not recent:
                 return
+            self._merging = recent
+            self._recent = {}
             keys, times = self._sorted
-            merged: dict[int, int] = dict(zip(keys, times, strict=True))
-            for key, sent_s in recent.items():
-                if merged.get(key, -1) < sent_s:
-                    merged[key] = sent_s
+            if keys:
+                merged: dict[int, int] = dict(zip(keys, times, strict=True))
+                for key, sent_s in recent.items():
+                    if merged.get(key, -1) < sent_s:
+                        merged[key] = sent_s
+            else:
+                merged = recent
             ordered = sorted(merged)
+            # map() over the dict's bound __getitem__ runs in C (a generator expression here
+            # cost more than the sort).
             self._sorted = (array("q", ordered), array("I", map(merged.__getitem__, ordered)))
-            for key in recent:
-                if self._recent.get(key) == recent[key]:
-                    del self._recent[key]
+            self._merging = {}
