@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -181,6 +182,24 @@ class ChaosRun:
         """Events Inkit accepted before the boundary whose sent record the ledger did not hold:
         the requests in flight then, as far as a restart can tell (their outcome not durable)."""
         return boundary.delivered - boundary.in_ledger
+
+    def boundary_figures(self, b: Boundary) -> dict[str, Any]:
+        """What the figures file says about one boundary."""
+        entry: dict[str, Any] = {
+            "kind": b.kind,
+            "at_s": b.seconds,
+            "delivered_before": len(b.delivered),
+            "delivered_not_committed": len(self.uncommitted(b)),
+            "in_flight_at_boundary": len(self.in_flight(b)),
+            "duplicates": b.duplicates,
+            "in_flight_window": MAX_IN_FLIGHT,
+            "within_window": b.duplicates <= MAX_IN_FLIGHT,
+            "unexplained": len(b.unexplained),
+            "beyond_in_flight": len(b.beyond_in_flight),
+        }
+        if b.kind == "broker_restart":
+            entry["broker_away_s"] = b.duration_s
+        return entry
 
     def unanswered(self) -> list[tuple[str, int]]:
         """Events whose request the simulator read and never answered (drop, hang)."""

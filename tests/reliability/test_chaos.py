@@ -26,7 +26,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -221,23 +220,7 @@ def test_chaos_kill_9_broker_restart_and_faults_lose_nothing(
         e for e in accepted if not any(e in run.in_flight(b) for b in boundaries)
     )
 
-    kills_figures = []
-    for b in boundaries:
-        entry: dict[str, Any] = {
-            "kind": b.kind,
-            "at_s": b.seconds,
-            "delivered_before": len(b.delivered),
-            "delivered_not_committed": len(run.uncommitted(b)),
-            "in_flight_at_boundary": len(run.in_flight(b)),
-            "duplicates": b.duplicates,
-            "in_flight_window": MAX_IN_FLIGHT,
-            "within_window": b.duplicates <= MAX_IN_FLIGHT,
-            "unexplained": len(b.unexplained),
-            "beyond_in_flight": len(b.beyond_in_flight),
-        }
-        if b.kind == "broker_restart":
-            entry["broker_away_s"] = b.duration_s
-        kills_figures.append(entry)
+    kills_figures = [run.boundary_figures(b) for b in boundaries]
     stats = inkit_simulator.stats()
     figures = {
         "seed": seed,
