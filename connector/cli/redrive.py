@@ -50,7 +50,8 @@ from connector.kafka.consumer import (
 from connector.kafka.dead_letter import redrive_headers
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.ledger import SentLedger
-from connector.models import RecordRef
+from connector.kafka.ledger_index import hash64
+from connector.models import AmbiguousPolicy, RecordRef
 from connector.observability.metrics import Metrics
 from connector.settings import Settings
 
@@ -64,6 +65,14 @@ class _ReadOnlyLedger(SentLedger):
 
     def record(self, identity: str, ref: RecordRef, done: Any) -> None:
         done()
+
+    def intend(self, identity: str, ref: RecordRef, ready: Any) -> None:
+        ready()
+
+    def resolve(self, identity: str, done: Any = None) -> None:
+        self._index.resolve(hash64(identity))  # this process's lookups only: nothing written
+        if done is not None:
+            done(True)
 
 
 def run_redrive(settings: Settings, options: RedriveOptions, *, out: TextIO, err: TextIO) -> int:
@@ -158,6 +167,7 @@ def run_redrive(settings: Settings, options: RedriveOptions, *, out: TextIO, err
             ),
             ledger=ledger,
             max_event_age_s=settings.max_event_age_s,
+            ambiguous_policy=AmbiguousPolicy(settings.ambiguous_send_policy),
         )
         processor_ref.append(processor)
         logger.info(

@@ -20,12 +20,25 @@ from confluent_kafka import TopicPartition
 from connector.delivery.intake import Admission
 from connector.delivery.processor import Processor
 from connector.delivery.selection import NOT_SELECTED, Selection
+from connector.inkit.sender import Job
 from connector.kafka.dead_letter import DeadLetterRecord, read_dead_letter
 from connector.models import Outcome
 
 logger = logging.getLogger(__name__)
 
 ALREADY_SENT = "already_sent"
+AMBIGUOUS_SEND = "ambiguous_send"
+
+
+def release_chosen_intent(ledger: Any, identity: str) -> bool:
+    """An ``ambiguous_send`` dead letter a person chose to redrive: close its open intent
+    (ledger.py ``resolve``) so that it is sent instead of dead-lettered again. Never when the
+    event is known as sent: the tombstone would make compaction drop that record. True when an
+    intent was released."""
+    if ledger.already_sent(identity) or not ledger.open_intent(identity):
+        return False
+    ledger.resolve(identity)
+    return True
 
 
 @dataclass(frozen=True)
@@ -163,6 +176,18 @@ class RedriveProcessor(Processor):
             tally.already_sent += 1
         else:
             tally.skipped[reason] += 1
+
+    def _drop_already_sent(self, jobs: list[Job]) -> list[Job]:
+        if self._ledger is not None:
+            for job in jobs:
+                ref = job.ref
+                if (
+                    job.identity is not None
+                    and self._reasons.get((ref.partition, ref.offset)) == AMBIGUOUS_SEND
+                    and release_chosen_intent(self._ledger, job.identity)
+                ):
+                    logger.info("%s: open intent of an ambiguous send released by redrive", ref)
+        return super()._drop_already_sent(jobs)
 
     def _step(self) -> None:
         super()._step()

@@ -24,6 +24,8 @@ class Results(ProcessorCore):
         for result in results:
             job = result.job
             self._in_flight -= 1
+            if job.intent and result.kind is not ResultKind.DELIVERED:
+                self._close_intent(job)
             key = (job.ref.topic, job.ref.partition)
             state = self._partitions.get(key)
             if state is None or state.generation != job.generation:
@@ -40,6 +42,13 @@ class Results(ProcessorCore):
             elif result.kind is ResultKind.FAILED and result.error is not None:
                 self._dead_letter(job.record, result.error)
             # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
+
+    def _close_intent(self, job: Job) -> None:
+        """A send under AMBIGUOUS_SEND_POLICY=dead-letter ended without a 2xx: when nothing can
+        have reached Inkit, the intent is resolved (a tombstone); otherwise it stays open, so
+        the event is never sent again without a person's say (ambiguous_send, redrive)."""
+        if self._ledger is not None and job.identity is not None and not job.unanswered:
+            self._ledger.resolve(job.identity)
 
     def _delivered(self, job: Job) -> None:
         """A 2xx finishes the record, or with the sent-ledger, its ledger record's ack does: an

@@ -10,7 +10,7 @@ import threading
 import httpx
 from prometheus_client import CollectorRegistry
 
-from connector.delivery.redrive import RedrivePlan, RedriveProcessor
+from connector.delivery.redrive import RedrivePlan, RedriveProcessor, release_chosen_intent
 from connector.delivery.selection import Selection
 from connector.inkit.client import InkitClient
 from connector.inkit.retry import Backoff
@@ -160,3 +160,28 @@ def test_nothing_to_read_returns_at_once_without_joining_the_group() -> None:
     assert processor.completed
     processor.run()
     assert consumer.commits == []
+
+
+class FakeLedger:
+    """The sent-ledger's lookups, and the intents it closed."""
+
+    def __init__(self, sent: set[str], intents: set[str]) -> None:
+        self.sent, self.intents, self.resolved = sent, intents, []  # type: ignore[var-annotated]
+
+    def already_sent(self, identity: str) -> bool:
+        return identity in self.sent
+
+    def open_intent(self, identity: str) -> bool:
+        return identity in self.intents
+
+    def resolve(self, identity: str) -> None:
+        self.resolved.append(identity)
+
+
+def test_a_chosen_ambiguous_send_is_released_but_never_over_a_sent_record() -> None:
+    ledger = FakeLedger(sent={"m-sent"}, intents={"m-sent", "m-open"})
+    assert release_chosen_intent(ledger, "m-open")
+    # Known as sent: a tombstone would let compaction forget it, and the redrive skips it anyway.
+    assert not release_chosen_intent(ledger, "m-sent")
+    assert not release_chosen_intent(ledger, "m-unknown")
+    assert ledger.resolved == ["m-open"]
