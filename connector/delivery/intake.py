@@ -8,7 +8,7 @@ with backoff) rather than dead-lettering them."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from connector.delivery.core import ProcessorCore
 from connector.delivery.partition import PartitionState
@@ -32,6 +32,13 @@ ACK_WAIT_S = 0.001
 
 # Reasons of records that are skipped rather than dead-lettered: deliberate, not broken.
 SKIP_DECODE_REASONS = frozenset({"tombstone"})
+
+
+class Admission(NamedTuple):
+    """What a run does with a fetched record (see ``Intake._admit``)."""
+
+    record: Any  # the record to process (possibly wrapped); None: not read by this run
+    skip: str | None = None  # a reason: finished as skipped (committed past), not processed
 
 
 class Intake(ProcessorCore):
@@ -77,11 +84,16 @@ class Intake(ProcessorCore):
                     offset,
                 )
             return 0
+        record, skip = self._admit(record)
+        if record is None:
+            return 0  # not for this run: never tracked, so no commit passes it
         state.last_offset = offset
         self._tracker.track(key[0], key[1], offset, int(self._wall_clock() * 1000))
         state.unfinished += 1
         self._unfinished += 1
-        if offset in state.already_done:
+        if skip is not None:
+            self._finish(key[0], key[1], offset, Outcome.SKIPPED, skip)
+        elif offset in state.already_done:
             state.already_done.discard(offset)
             self._finish(key[0], key[1], offset, Outcome.SKIPPED, "already_done")
         elif offset in state.already_dead_lettered:
@@ -94,6 +106,11 @@ class Intake(ProcessorCore):
         else:
             self._process(record, state)
         return 1
+
+    def _admit(self, record: Any) -> Admission:
+        """The hook of runs that read a topic selectively (`redrive`, delivery/redrive.py):
+        `run` takes every record as it is."""
+        return Admission(record)
 
     def _process(self, record: Any, state: PartitionState) -> None:
         try:
