@@ -27,7 +27,7 @@ from connector.delivery.dispatch import Dispatch
 from connector.delivery.flow import FlowControl
 from connector.delivery.handoff import CommittedReader, GroupMembers, Handoffs
 from connector.delivery.held import BreakerGate
-from connector.delivery.intake import ACK_WAIT_S, IN_FLIGHT_WAIT_S, Intake
+from connector.delivery.intake import IN_FLIGHT_WAIT_S, Intake
 from connector.delivery.offsets import OffsetTracker
 from connector.delivery.ordering import KeyedScheduler
 from connector.delivery.rebalance import Rebalancing
@@ -176,9 +176,7 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
             while not self._stopping:
                 self._step()
                 if self._idle:
-                    self._sender.wakeup.wait(
-                        ACK_WAIT_S if self._awaiting_ledger else IN_FLIGHT_WAIT_S
-                    )
+                    self._sender.wakeup.wait(IN_FLIGHT_WAIT_S)
                 if not self._sender.alive:
                     # Nothing would ever be sent again: end the process (non-zero) so that
                     # Kubernetes restarts it, rather than stay up with /readyz failing for ever.
