@@ -83,6 +83,7 @@ class Committer:
         self._metadata_chars = MAX_METADATA_CHARS  # lowered when the broker refuses it
         self._metadata_off = False
         self._gate_logged = 0.0
+        self._announcer: str | None = None  # this member's id, while announcing a drain
 
     # -- the cap on uncommitted records --------------------------------------------------------
     def finished(self, state: PartitionState) -> None:
@@ -209,6 +210,7 @@ class Committer:
                 self._tracker.since_ms(topic, partition),
                 draining_until_ms,
                 self._metadata_chars,
+                self._announcer,
             )
             if self._metadata_off:
                 metadata, covered = "", next_offset - 1
@@ -241,7 +243,11 @@ class Committer:
         new owner would re-send what the drain delivers. Asynchronous: it goes out before the
         member's next JoinGroup on the coordinator connection, and never blocks."""
         until_s = self._wall_clock() + self._drain_timeout_s + HANDOFF_MARGIN_S
-        self.commit(force=True, only=keys, draining_until_ms=int(until_s * 1000))
+        self._announcer = _member_id(self._consumer)
+        try:
+            self.commit(force=True, only=keys, draining_until_ms=int(until_s * 1000))
+        finally:
+            self._announcer = None
 
     def commit_revoked(self, keys: list[TPKey]) -> None:
         """The final commit of revoked partitions. When librdkafka rejoined the group under the
@@ -325,6 +331,18 @@ class Committer:
             "writing at most %d characters of it from now on",
             0 if self._metadata_off else self._metadata_chars,
         )
+
+
+def _member_id(consumer: Any) -> str | None:
+    """This member's group member id, or None (not known yet, or a consumer without one)."""
+    memberid = getattr(consumer, "memberid", None)
+    if memberid is None:
+        return None
+    try:
+        member = memberid()
+    except (KafkaException, RuntimeError):
+        return None
+    return member if isinstance(member, str) and member else None
 
 
 def _too_large(error: Any) -> bool:

@@ -156,10 +156,12 @@ def merge_ranges(*groups: Iterable[Range]) -> list[Range]:
 # offset.metadata.max.bytes (4096 by default) per partition. An owner that starts draining a
 # partition it is giving up says so ("drain:<until ms>"): a next owner assigned the partition
 # before that drain ends waits for the final commit instead of re-sending what the drain
-# delivers. Format: "since:<ms>;drain:<ms>;done:0-3,7".
+# delivers; it names itself ("by:<member id>"), so that a next owner stops waiting once that
+# member has left the group (no clock needed). Format: "since:<ms>;drain:<ms>;by:<id>;done:0-3,7".
 METADATA_PREFIX = "done:"
 SINCE_PREFIX = "since:"
 DRAIN_PREFIX = "drain:"
+BY_PREFIX = "by:"
 SEPARATOR = ";"
 MAX_METADATA_CHARS = 3500
 
@@ -169,6 +171,7 @@ class CommitMetadata:
     done: frozenset[int] = frozenset()  # absolute offsets above the committed one, finished
     since_ms: int | None = None  # the uncommitted records were read at or after this instant
     draining_until_ms: int | None = None  # the owner drains and commits again before this
+    draining_by: str | None = None  # the group member id of that owner
 
 
 def encode_metadata(
@@ -177,6 +180,7 @@ def encode_metadata(
     since_ms: int | None,
     draining_until_ms: int | None = None,
     max_chars: int = MAX_METADATA_CHARS,
+    draining_by: str | None = None,
 ) -> tuple[str, int]:
     """The commit metadata of ``committed``: ``since_ms`` and ``draining_until_ms`` (if any) and
     ``done`` as ranges, within ``max_chars``; and the highest offset it covers (what finished
@@ -184,6 +188,14 @@ def encode_metadata(
     parts = [] if since_ms is None else [f"{SINCE_PREFIX}{since_ms}"]
     if draining_until_ms is not None:
         parts.append(f"{DRAIN_PREFIX}{draining_until_ms}")
+        by = f"{BY_PREFIX}{draining_by}"
+        # Only where it fits (a broker with a small offset.metadata.max.bytes: instants only).
+        if (
+            draining_by
+            and SEPARATOR not in draining_by
+            and len(SEPARATOR.join([*parts, by])) <= max_chars
+        ):
+            parts.append(by)
     room = max_chars - sum(len(p) + 1 for p in parts)
     ranges, covered = encode_done(committed, done, room)
     if ranges:
@@ -198,9 +210,13 @@ def decode_metadata(committed: int, metadata: str | None) -> CommitMetadata:
         return CommitMetadata()
     instants: dict[str, int | None] = {SINCE_PREFIX: None, DRAIN_PREFIX: None}
     done: set[int] = set()
+    by: str | None = None
     for part in metadata.split(SEPARATOR):
         if part.startswith(METADATA_PREFIX):
             done = decode_done(committed, part)
+            continue
+        if part.startswith(BY_PREFIX):
+            by = part[len(BY_PREFIX) :] or None
             continue
         for prefix in instants:
             if part.startswith(prefix):
@@ -208,7 +224,12 @@ def decode_metadata(committed: int, metadata: str | None) -> CommitMetadata:
                     instants[prefix] = int(part[len(prefix) :])
                 except ValueError:
                     instants[prefix] = None
-    return CommitMetadata(frozenset(done), instants[SINCE_PREFIX], instants[DRAIN_PREFIX])
+    return CommitMetadata(
+        frozenset(done),
+        instants[SINCE_PREFIX],
+        instants[DRAIN_PREFIX],
+        by if instants[DRAIN_PREFIX] else None,
+    )
 
 
 def encode_done(

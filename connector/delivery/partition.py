@@ -45,9 +45,9 @@ class PartitionState:
     # The previous owner is still draining the partition (commit metadata "drain:"): its
     # records are not read until its final commit lands or this wall-clock instant passes.
     handoff_until_ms: int | None = None
-    # The same instant on this process's monotonic clock, taken once at assignment and never
-    # later than our own drain deadline plus margin: the two hosts' wall clocks are compared
-    # only once, and a clock far ahead on the old owner cannot hold the partition for hours.
+    # When we stop waiting, on this process's monotonic clock: taken once at assignment, never
+    # later than our own drain deadline plus margin, and never earlier than the drain can end
+    # for a clock skew up to that bound either way (handoff.handoff_wait_s).
     handoff_deadline: float = 0.0
     assigned_at_s: float = 0.0  # wall clock: a handoff holds the partition since then
     holder: str | None = None  # the holder label last set on the oldest-unfinished gauge

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from connector.delivery.commits import HANDOFF_MARGIN_S
 from connector.delivery.core import ProcessorCore
+from connector.delivery.handoff import handoff_wait_s
 from connector.delivery.offsets import CommitMetadata, decode_metadata
 from connector.delivery.partition import PartitionState, TPKey
 from connector.errors import ConsumerError, DeadLetterScanError
@@ -44,7 +45,7 @@ class Rebalancing(ProcessorCore):
         self._generation += 1
         committed: dict[TPKey, tuple[int | None, set[int]]] = {}
         since: dict[TPKey, int] = {}
-        handoff: dict[TPKey, int] = {}
+        handoff: dict[TPKey, tuple[int, float]] = {}  # announced deadline, our wait
         try:
             for tp in consumer.committed(partitions, timeout=10):
                 offset = tp.offset if tp.offset >= 0 else None
@@ -54,9 +55,16 @@ class Rebalancing(ProcessorCore):
                     continue
                 metadata = decode_metadata(offset, tp.metadata)
                 committed[key] = (offset, set(metadata.done))
-                if (metadata.draining_until_ms or 0) > self._wall_ms():
-                    handoff[key] = metadata.draining_until_ms or 0
-                    continue  # read again when the handoff ends
+                if metadata.draining_until_ms is not None:
+                    wait_s = handoff_wait_s(
+                        metadata.draining_until_ms,
+                        self._wall_ms(),
+                        self._drain_timeout_s + HANDOFF_MARGIN_S,
+                        announcer=metadata.draining_by,
+                    )
+                    if wait_s > 0:
+                        handoff[key] = (metadata.draining_until_ms, wait_s)
+                        continue  # read again when the handoff ends
                 if metadata.since_ms is not None:
                     since[key] = metadata.since_ms
         except KafkaException as exc:
@@ -72,24 +80,20 @@ class Rebalancing(ProcessorCore):
                 initial_committed=offset,
                 already_done=done,
                 already_dead_lettered=dead_lettered.get(key, set()),
-                handoff_until_ms=handoff.get(key),
+                handoff_until_ms=handoff[key][0] if key in handoff else None,
                 assigned_at_s=self._wall_clock(),
                 has_commit=offset is not None,
                 landed_offset=offset,
             )
             if key in handoff:
-                remaining_s = (handoff[key] - self._wall_ms()) / 1000
-                bound_s = self._drain_timeout_s + HANDOFF_MARGIN_S
-                self._partitions[key].handoff_deadline = self._clock() + min(
-                    bound_s, max(0.0, remaining_s)
-                )
-            if key in handoff:
+                # Our monotonic clock from here on: the wall clocks were compared once.
+                self._partitions[key].handoff_deadline = self._clock() + handoff[key][1]
                 logger.info(
                     "%s[%s]: its previous owner is still draining it; waiting for its final "
                     "commit (at most %.0fs)",
                     key[0],
                     key[1],
-                    max(0.0, (handoff[key] - self._wall_ms()) / 1000),
+                    handoff[key][1],
                 )
         self._metrics.assigned_partitions.set(len(self._partitions))
         logger.info("partitions assigned: %s", _describe(partitions))

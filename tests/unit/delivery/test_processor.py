@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 
 import httpx
@@ -72,6 +73,7 @@ class Harness:
             commit_interval_s=float(kw.pop("commit_interval_s", 0.0)),  # type: ignore[arg-type]
             scanner=kw.pop("scanner", None),  # type: ignore[arg-type]
             ledger=kw.pop("ledger", None),  # type: ignore[arg-type]
+            group_members=kw.pop("group_members", None),  # type: ignore[arg-type]
             max_event_age_s=kw.pop("max_event_age_s", None),  # type: ignore[arg-type]
         )
         consumer.commit_cb = self.processor.on_commit
@@ -481,14 +483,21 @@ def test_a_partition_its_previous_owner_still_drains_is_read_from_that_owners_la
     assert sorted(int(b["seq"]) for b in delivered) == [6, 8, 9]  # type: ignore[call-overload]
 
 
-def test_an_announced_drain_that_never_ends_is_waited_for_only_until_its_deadline() -> None:
+def test_an_announced_drain_that_never_ends_is_waited_for_only_while_its_owner_is_there() -> None:
     consumer = FakeConsumer("t", partitions=1)
     for seq in range(4):
         consumer.append(0, f"u{seq}".encode(), event(f"u{seq}", seq))
     consumer.committed_offsets[0] = 1
-    consumer.committed_metadata[0] = f"drain:{int((time.time() + 0.5) * 1000)}"  # then crashed
+    until = int((time.time() + 30) * 1000)
+    consumer.committed_metadata[0] = f"drain:{until};by:old-owner"  # then it crashed
     delivered: list[dict[str, object]] = []
-    h = Harness(consumer, recording_handler(delivered))
+
+    def members() -> Future[list[str]]:
+        future: Future[list[str]] = Future()
+        future.set_result([consumer.member_id])  # the old owner has left the group
+        return future
+
+    h = Harness(consumer, recording_handler(delivered), group_members=members)
     with h.running():
         wait_for(lambda: consumer.committed_offsets.get(0) == 4)
     assert sorted(int(b["seq"]) for b in delivered) == [1, 2, 3]  # type: ignore[call-overload]
