@@ -115,8 +115,8 @@ def admin_committed_reader(admin: Any, group_id: str) -> CommittedReader:
 
 class Handoffs:
     """Watches the partitions of ``partitions`` whose ``handoff_until_ms`` is set (by the
-    assignment) and ends each handoff; ``rescan(key, offset, metadata)`` returns the offsets whose
-    dead-letter copy the previous owner already wrote (dlq_recovery.py)."""
+    assignment) and ends each handoff; ``rescan(state, metadata)`` then holds the partition until
+    the dead letters the previous owner wrote since its final commit are known (scan_gate.py)."""
 
     def __init__(
         self,
@@ -124,7 +124,7 @@ class Handoffs:
         consumer: Any,
         partitions: dict[TPKey, PartitionState],
         reader: CommittedReader | None,
-        rescan: Callable[[TPKey, int, CommitMetadata], set[int]],
+        rescan: Callable[[PartitionState, CommitMetadata], None],
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         members: GroupMembers | None = None,
@@ -224,7 +224,7 @@ class Handoffs:
         state.initial_committed = offset
         state.already_done = set(metadata.done)
         if offset is not None:
-            state.already_dead_lettered = self._rescan(key, offset, metadata)
+            self._rescan(state, metadata)  # holds it until the dead-letter scan answers
         state.last_offset = None
         if expired:
             logger.warning(

@@ -39,7 +39,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from connector.errors import RegistryUnavailable, RejectedError
+from connector.errors import DeadLetterScanError, RegistryUnavailable, RejectedError
 from connector.inkit.sender import DeliveryCrashed, Job, Result, ResultKind, RetryExhausted
 from connector.models import SegmentMessage
 from tests.fakes import CommitAnswer, FakeMessage, JsonDecoder
@@ -65,6 +65,8 @@ class SimCluster:
     dead_letters: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # -> written ms
     max_metadata_bytes: int = 4096
     registry_down: bool = False
+    dead_letters_unreadable: bool = False  # the dead-letter scan fails
+    copies_before_any_commit: set[tuple[int, int]] = field(default_factory=set)
     verified: dict[int, int] = field(default_factory=dict)  # offsets below are finished
 
     def wall(self) -> float:
@@ -333,6 +335,11 @@ class SimProducer:
                 self.cluster.dead_letters.setdefault(origin, []).append(
                     int(self.cluster.wall() * 1000)
                 )
+                if origin[0] not in self.cluster.committed:
+                    # No commit has landed for its partition: no "since" for a next owner to
+                    # scan from. The loop fences this (a commit first), except in a drain,
+                    # where commit results are not served (results.py): at least once there.
+                    self.cluster.copies_before_any_commit.add(origin)
                 on_delivery(None, None)
             else:
                 on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
@@ -344,24 +351,40 @@ class SimProducer:
 
 
 class SimScanner:
-    """The dead-letter topic read back at assignment (dlq_recovery.DeadLetterScanner's contract):
-    copies written at or after ``since_ms`` of offsets at or above the committed one."""
+    """The dead-letter topic read back for a newly assigned partition
+    (dlq_recovery.DeadLetterScanner's contract): ``submit`` answers later, from ``resolve``
+    (the real one answers from its own thread), with the copies written at or after
+    ``since_ms`` of offsets at or above the committed one, or fails while ``down`` (a
+    dead-letter topic that cannot be read). A scan reads the topic as it is when it runs."""
 
     def __init__(self, cluster: SimCluster) -> None:
         self.cluster = cluster
+        self.pending: list[tuple[Future[dict[tuple[str, int], set[int]]], int, dict[Any, int]]]
+        self.pending = []
 
-    def written_since(
-        self, since_ms: int, committed: dict[tuple[str, int], int]
-    ) -> dict[tuple[str, int], set[int]]:
+    def submit(self, since_ms: int, committed: Any) -> Future[dict[tuple[str, int], set[int]]]:
+        future: Future[dict[tuple[str, int], set[int]]] = Future()
+        self.pending.append((future, since_ms, dict(committed)))
+        return future
+
+    def resolve(self, count: int) -> None:
+        """Answer up to ``count`` scans, oldest first (one thread: in order)."""
+        for _ in range(min(count, len(self.pending))):
+            future, since_ms, committed = self.pending.pop(0)
+            if not future.set_running_or_notify_cancel():
+                continue
+            if self.cluster.dead_letters_unreadable:
+                future.set_exception(DeadLetterScanError("dead-letter topic unreadable"))
+                continue
+            future.set_result(self.read(since_ms, committed))
+
+    def read(self, since_ms: int, committed: dict[Any, int]) -> dict[tuple[str, int], set[int]]:
         found: dict[tuple[str, int], set[int]] = {}
         for (partition, offset), written in self.cluster.dead_letters.items():
             start = committed.get((TOPIC, partition))
             if start is not None and offset >= start and max(written) >= since_ms:
                 found.setdefault((TOPIC, partition), set()).add(offset)
         return found
-
-    def close(self) -> None:
-        pass
 
 
 def event_value(kind: str, user: str, seq: int, rng: random.Random) -> bytes | None:

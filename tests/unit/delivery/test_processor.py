@@ -10,13 +10,15 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
+from connector.delivery import scan_gate
 from connector.delivery.offsets import decode_metadata
 from connector.delivery.processor import Processor
 from connector.errors import ConsumerError, DeadLetterScanError, RegistryUnavailable
@@ -356,13 +358,17 @@ class FakeScanner:
         self.fail = fail
         self.calls: list[tuple[int, dict[tuple[str, int], int]]] = []
 
-    def written_since(
-        self, since_ms: int, committed: dict[tuple[str, int], int]
-    ) -> dict[tuple[str, int], set[int]]:
+    def submit(
+        self, since_ms: int, committed: Mapping[tuple[str, int], int]
+    ) -> Future[dict[tuple[str, int], set[int]]]:
+        """Answered at once (the real one answers from its own thread)."""
         self.calls.append((since_ms, dict(committed)))
+        future: Future[dict[tuple[str, int], set[int]]] = Future()
         if self.fail:
-            raise DeadLetterScanError("dead-letter topic unreadable")
-        return self.found
+            future.set_exception(DeadLetterScanError("dead-letter topic unreadable"))
+        else:
+            future.set_result(self.found)
+        return future
 
     def close(self) -> None:
         pass
@@ -393,7 +399,11 @@ def test_a_dead_letter_the_previous_owner_wrote_after_its_last_commit_is_not_wri
     assert h.metrics.dead_letter_scans.labels("ok")._value.get() == 1
 
 
-def test_when_the_dead_letter_topic_cannot_be_read_back_the_copy_is_written_again() -> None:
+def test_when_the_dead_letter_topic_cannot_be_read_back_the_copy_is_written_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given up at the first failure here (DLQ_SCAN_PATIENCE_S; test_scan_gate.py waits).
+    monkeypatch.setattr(scan_gate, "DLQ_SCAN_PATIENCE_S", 0.0)
     h = _previous_owner_died_after_one_dead_letter(FakeScanner({}, fail=True))
     with h.running():
         wait_for(lambda: h.consumer.committed_offsets.get(0) == 4)
