@@ -67,6 +67,19 @@ CommittedReader = Callable[[list[TopicPartition]], "Future[list[TopicPartition]]
 GroupMembers = Callable[[], "Future[list[str]]"]
 
 
+def member_id(consumer: Any) -> str | None:
+    """This member's group member id, or None (not known yet, or a consumer without one):
+    named in a drain announcement (commits.py) so that a next owner can tell when it left."""
+    memberid = getattr(consumer, "memberid", None)
+    if memberid is None:
+        return None
+    try:
+        member = memberid()
+    except (KafkaException, RuntimeError):
+        return None
+    return member if isinstance(member, str) and member else None
+
+
 def admin_group_members(admin: Any, group_id: str) -> GroupMembers:
     """A GroupMembers over an AdminClient (DescribeConsumerGroups; works for the classic and the
     consumer group protocols)."""
