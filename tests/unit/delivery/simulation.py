@@ -25,7 +25,9 @@ The Processor under test is the real one (every part of connector/delivery). Aro
   MSG_SIZE_TOO_LARGE for a message over message.max.bytes (librdkafka checks the size in
   rd_kafka_producev, before queueing: tests/integration/test_stalls.py checks it on the
   broker); a queued copy is acked or refused from ``poll()``, and written to the topic only
-  when acked.
+  when acked. The sent-ledger (the real SentLedger, on odd seeds) writes through it too: its
+  records are acked or refused the same way, so a delivery waits for its ledger ack before it
+  finishes, and counts against MAX_UNCOMMITTED_RECORDS meanwhile.
 """
 
 from __future__ import annotations
@@ -307,7 +309,7 @@ class SimSender:
 
 
 class SimProducer:
-    """The dead-letter producer (see the module docstring)."""
+    """The dead-letter producer, also the sent-ledger's (see the module docstring)."""
 
     def __init__(self, cluster: SimCluster, max_message_bytes: int) -> None:
         self.cluster = cluster
@@ -315,7 +317,10 @@ class SimProducer:
         self.faults = True
         self._queued: list[tuple[Any, Any, bool]] = []
 
-    def produce(self, topic: str, key: Any, value: Any, headers: Any, on_delivery: Any) -> None:
+    def produce(
+        self, topic: str, key: Any, value: Any, on_delivery: Any, headers: Any = None
+    ) -> None:
+        headers = headers or []
         size = len(value or b"") + len(key or b"") + sum(len(k) + len(v) for k, v in headers)
         if size > self.max_message_bytes:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
@@ -327,7 +332,9 @@ class SimProducer:
     def poll(self, timeout: float) -> int:
         queued, self._queued = self._queued, []
         for headers, on_delivery, ok in queued:
-            if ok:
+            if ok and "inkit.original.partition" not in headers:
+                on_delivery(None, None)  # a sent-ledger record (the same producer in run.py)
+            elif ok:
                 origin = (
                     int(headers["inkit.original.partition"]),
                     int(headers["inkit.original.offset"]),

@@ -2,13 +2,16 @@
 world). Each seed drives a random interleaving of poll batches, Inkit outcomes (2xx, 4xx,
 retried failures, unforeseen exceptions, 401 windows), revoke / lost / reassign, crashes and
 clean restarts (a new owner), commit failures and metadata size limits, dead-letter produce
-failures (also ``produce()`` raising), registry outages and backpressure. After every step:
+failures (also ``produce()`` raising), registry outages and backpressure, dead-letter scans
+that answer late or fail (the dead-letter topic unreadable) and, on odd seeds, the sent-ledger
+(deliveries finish only once their ledger record is acked). After every step:
 
 - no commit passes an unfinished record (checked inside every commit);
 - per-user order: one request of a user at a time, offsets increasing (checked at submit);
 - deliveries no landed commit covers stay within MAX_UNCOMMITTED_RECORDS;
 - tracked state is bounded and consistent (the tracker, the partitions and the loop agree);
 - the pause flags the processor believes in are the consumer's;
+- a partition held for a handoff or a dead-letter scan has nothing read;
 then, faults off, **liveness**: every record finishes and every partition's commit reaches the
 end of its log within a bounded number of steps; and no record has two dead-letter copies.
 
@@ -32,6 +35,7 @@ from connector.delivery.offsets import decode_metadata
 from connector.delivery.processor import Processor
 from connector.inkit.retry import Backoff
 from connector.kafka.dlq import DeadLetterQueue
+from connector.kafka.ledger import SentLedger
 from connector.observability.metrics import Metrics
 from tests.fakes import SimpleMapper
 from tests.unit.delivery.simulation import (
@@ -79,11 +83,26 @@ class SimTime:
 class Owner:
     """One member: a consumer, a sender, a dead-letter producer and the real Processor."""
 
-    def __init__(self, cluster: SimCluster) -> None:
+    def __init__(self, cluster: SimCluster, *, ledger: bool = False) -> None:
         self.consumer = SimConsumer(cluster)
         self.sender = SimSender(cluster)
         self.producer = SimProducer(cluster, max_message_bytes=900)
         self.metrics = Metrics(CollectorRegistry())
+        # Its index starts empty (no load): it remembers what this owner sent.
+        self.ledger = (
+            SentLedger(
+                producer=self.producer,
+                consumer_factory=lambda: None,
+                topic="sim.ledger",
+                window_s=3600.0,
+                metrics=self.metrics,
+                group_id="sim",
+                clock=lambda: cluster.now,
+                wall_clock=cluster.wall,
+            )
+            if ledger
+            else None
+        )
         self.scanner = SimScanner(cluster)
         self.processor = Processor(
             consumer=self.consumer,
@@ -100,6 +119,7 @@ class Owner:
             commit_interval_s=0.5,
             scanner=self.scanner,
             committed_reader=self.consumer.read_committed,
+            ledger=self.ledger,
             clock=lambda: cluster.now,
             wall_clock=cluster.wall,
         )
@@ -196,7 +216,8 @@ def run_simulation(seed: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> St
     # The revoke commit's retry sleeps (commits.py): in the simulation, simulated time.
     monkeypatch.setattr(commits_module, "time", SimTime(cluster))
     stats = Stats()
-    owner = Owner(cluster)
+    ledger = seed % 2 == 1  # odd seeds run with the sent-ledger
+    owner = Owner(cluster, ledger=ledger)
     never_off = True  # commit metadata never switched off (exactly-once dead letters hold)
     gave_up = False  # a dead-letter scan may have been given up on (same)
     unreadable_since = 0.0
@@ -215,7 +236,9 @@ def run_simulation(seed: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> St
                 kind = rng.choices(["good", "skip", "empty", "bad", "big"], [85, 4, 4, 4, 3])[0]
                 user = rng.choice(USERS)
                 key = None if rng.random() < 0.2 else user.encode()
-                cluster.append(rng.randrange(PARTITIONS), key, event_value(kind, user, 0, rng))
+                # Each event its own (a sent-ledger skips an identical one as already sent).
+                value = event_value(kind, user, stats.records, rng)
+                cluster.append(rng.randrange(PARTITIONS), key, value)
                 stats.records += 1
         elif action == "auth":
             owner.sender.auth_window = not owner.sender.auth_window
@@ -241,7 +264,7 @@ def run_simulation(seed: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> St
         elif action in ("crash", "shutdown"):
             if action == "shutdown":
                 _shutdown(owner)
-            owner = Owner(cluster)
+            owner = Owner(cluster, ledger=ledger)
         if action not in ("crash", "shutdown"):
             check(owner, cluster)
         stats.steps += 1
