@@ -132,8 +132,8 @@ class ScanGate(ProcessorCore):
         if found:
             # Only after an unclean stop (a crash between a dead-letter ack and the commit).
             logger.warning(
-                "%s[%s]: %d dead letter(s) already written by a previous owner, not written "
-                "again (scan took %.2fs)",
+                "dead letters already written by a previous owner, not written again: "
+                "%s[%s]: %d (scan took %.2fs)",
                 state.topic,
                 state.partition,
                 len(found),
