@@ -38,13 +38,13 @@ from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.ledger import SentLedger
 from connector.observability.metrics import Metrics
 from tests.fakes import SimpleMapper
+from tests.unit.delivery.sim_scanner import SimScanner
 from tests.unit.delivery.simulation import (
     TOPIC,
     SimCluster,
     SimConsumer,
     SimDecoder,
     SimProducer,
-    SimScanner,
     SimSender,
     Violation,
     event_value,
