@@ -40,6 +40,7 @@ from connector.inkit.sender import Sender
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScans
 from connector.kafka.ledger import SentLedger
+from connector.models import AmbiguousPolicy
 from connector.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Processor(Rebalancing, ScanGate, Results, Intake, Dispatch, FlowControl, B
         group_members: GroupMembers | None = None,
         ledger: SentLedger | None = None,
         max_event_age_s: float | None = None,
+        ambiguous_policy: AmbiguousPolicy = AmbiguousPolicy.RESEND,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -97,6 +99,7 @@ class Processor(Rebalancing, ScanGate, Results, Intake, Dispatch, FlowControl, B
         self._commit_enabled = commit
         self._scanner = scanner
         self._ledger = ledger
+        self._intents = ledger is not None and ambiguous_policy is AmbiguousPolicy.DEAD_LETTER
         self._max_event_age_s = max_event_age_s
         self._clock = clock
         self._wall_clock = wall_clock
