@@ -62,6 +62,10 @@ class Pipeline:
         self.produced += produce(self.bootstrap, self.topic, batch)
 
     def connector(self, **env: str) -> ConnectorProcess:
+        # The connector's default request timeout unless a test sets one: the harness's 2 s is
+        # too short on a busy machine, where the simulator (in this process) can answer after it
+        # and the retry of a request it had recorded counts as a duplicate nothing else caused.
+        env = {"INKIT_TIMEOUT_SECONDS": "10", **env}
         process = ConnectorProcess(
             connector_env(self.bootstrap, self.topic, self.dlq, self.simulator, self.group, **env),
             self.tmp_path,

@@ -55,6 +55,11 @@ METADATA_REFRESH_MS = 1000
 # 4 x INKIT_MAX_IN_FLIGHT, set explicitly so the bound below reads from one place).
 MAX_UNCOMMITTED = 256
 
+# The connector's default. The harness's 2 s is too short on a busy machine: the simulator, in
+# the test's process, can answer after it, and the retry of a request it had already recorded
+# counts as a duplicate that no group transition caused.
+INKIT_TIMEOUT_S = "10"
+
 # (broker version, group protocol setting): "auto" lets the connector pick from the brokers.
 VARIANTS = [
     pytest.param(DEFAULT_VERSION, "auto", id="auto"),
@@ -105,6 +110,7 @@ class Group:
             self.group,
             KAFKA_CONFIG_TOPIC_METADATA_REFRESH_INTERVAL_MS=str(METADATA_REFRESH_MS),
             MAX_UNCOMMITTED_RECORDS=str(MAX_UNCOMMITTED),
+            INKIT_TIMEOUT_SECONDS=INKIT_TIMEOUT_S,
             **({"KAFKA_CONFIG_GROUP_PROTOCOL": self.protocol} if self.protocol != "auto" else {}),
         )
         process = ConnectorProcess(env, self.tmp_path, name=f"churn-{len(self.processes)}")
@@ -154,7 +160,7 @@ def group(
             process.kill()
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(("kafka_version", "protocol"), VARIANTS, indirect=["kafka_version"])
 def test_partitions_added_and_graceful_member_changes_lose_nothing(
     group: Group, kafka_version: str, request: pytest.FixtureRequest
@@ -196,7 +202,12 @@ def test_partitions_added_and_graceful_member_changes_lose_nothing(
     # A member leaves gracefully while records fly; a new one takes its place.
     exits.append(stop(members[0]))
     baseline = group.delivered_count()
-    wait_until(lambda: group.delivered_count() > baseline + 200 or group.all_delivered(), 60)
+    # The two left go on. On the classic protocol librdkafka can stall the group here until it
+    # rejoins (open issue 1: up to about a minute measured), hence the generous deadline; the
+    # time it took is reported.
+    left_clock = Stopwatch()
+    wait_until(lambda: group.delivered_count() > baseline + 200 or group.all_delivered(), 180)
+    after_leave_s = left_clock()
     members[0] = group.start()
     group.produce_wave()
     # Another leaves and, while it drains, partitions grow again (the classic protocol's hard
@@ -204,7 +215,7 @@ def test_partitions_added_and_graceful_member_changes_lose_nothing(
     exits.append(stop(members[1], meanwhile=lambda: group.add_partitions(9)))
     members[1] = group.start()
     group.produce_wave()
-    wait_until(group.all_delivered, 120, members[2].log_tail())
+    wait_until(group.all_delivered, 180, members[2].log_tail())
     wait_until(group.all_committed, 60, members[2].log_tail())
     exits += [stop(m) for m in members]
     assert exits == [0] * len(exits)
@@ -249,6 +260,7 @@ def test_partitions_added_and_graceful_member_changes_lose_nothing(
             "max_uncommitted_records": MAX_UNCOMMITTED,
             "order_violations_per_partition": len(violations),
             "new_partitions_first_delivery_s": first_pickup_s,
+            "first_200_after_a_leave_s": after_leave_s,
             "topic_metadata_refresh_interval_ms": METADATA_REFRESH_MS,
             "rebalance_drains": logs.count("drain (revoke)"),
             "handoffs_waited_for": logs.count("is still draining it"),
