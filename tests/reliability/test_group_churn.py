@@ -60,6 +60,14 @@ MAX_UNCOMMITTED = 256
 # counts as a duplicate that no group transition caused.
 INKIT_TIMEOUT_S = "10"
 
+# On the classic protocol librdkafka can stop rejoining the group ("incremental assignment
+# pending", open issue 1) and the coordinator then waits for it up to the member's rebalance
+# timeout, which librdkafka sends as max.poll.interval.ms (rd_kafka_JoinGroupRequest in
+# src/rdkafka_request.c; default 300 s: a stall of over three minutes was seen here), before it
+# drops the member and completes the rebalance without it. 30 s bounds that stall and stays
+# well above the longest the connector goes without polling (a drain, DRAIN_TIMEOUT_SECONDS=10).
+CLASSIC_ENV = {"KAFKA_CONFIG_MAX_POLL_INTERVAL_MS": "30000"}
+
 # (broker version, group protocol setting): "auto" lets the connector pick from the brokers.
 VARIANTS = [
     pytest.param(DEFAULT_VERSION, "auto", id="auto"),
@@ -78,8 +86,10 @@ class Group:
         simulator: InkitSimulator,
         tmp_path: Path,
         protocol: str,
+        **env: str,
     ) -> None:
         self.protocol = protocol
+        self.env = env
         self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         self.partitions = 3
@@ -112,6 +122,7 @@ class Group:
             MAX_UNCOMMITTED_RECORDS=str(MAX_UNCOMMITTED),
             INKIT_TIMEOUT_SECONDS=INKIT_TIMEOUT_S,
             **({"KAFKA_CONFIG_GROUP_PROTOCOL": self.protocol} if self.protocol != "auto" else {}),
+            **self.env,
         )
         process = ConnectorProcess(env, self.tmp_path, name=f"churn-{len(self.processes)}")
         self.processes.append(process.start())
@@ -152,8 +163,10 @@ def group(
     inkit_simulator: InkitSimulator,
     tmp_path: Path,
     protocol: str,
+    kafka_version: str,
 ) -> Iterator[Group]:
-    g = Group(kafka_bootstrap, topic_factory, inkit_simulator, tmp_path, protocol)
+    env = CLASSIC_ENV if kafka_version == KAFKA3_VERSION else {}
+    g = Group(kafka_bootstrap, topic_factory, inkit_simulator, tmp_path, protocol, **env)
     yield g
     for process in g.processes:
         if process.proc is not None and process.proc.poll() is None:
