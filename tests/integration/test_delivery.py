@@ -212,7 +212,7 @@ def test_sigterm_drains_commits_and_a_restart_sends_nothing_twice(
     assert covered == delivered_before
     assert not p.all_delivered()
     second = p.connector().start()
-    wait_until(p.all_delivered, 90, second.log_tail())
+    wait_until(p.all_delivered, 180, second.log_tail())
     wait_until(p.all_committed, 30)
     assert second.stop() == 0
     deliveries = p.assert_no_loss_and_in_order()
@@ -330,7 +330,7 @@ def test_one_partition_with_many_users_keeps_the_window_full(
             samples.append(in_flight)
         return delivered == len(p.produced)
 
-    wait_until(sample, 60, connector.log_tail())
+    wait_until(sample, 120, connector.log_tail())
     connector.stop()
     p.assert_no_loss_and_in_order()
     assert max(samples) == window
