@@ -11,7 +11,10 @@ peak (tracemalloc)."""
 from __future__ import annotations
 
 import argparse
+import cProfile
+import importlib.util
 import json
+import os
 import sys
 import time
 import tracemalloc
@@ -57,11 +60,31 @@ def produce_ledger(bootstrap: str, topic: str, n: int) -> float:
     return time.monotonic() - started
 
 
+def _load_baseline(path: str) -> Any:
+    """SentLedger of another version of connector/kafka/ledger.py, imported from a file."""
+    spec = importlib.util.spec_from_file_location("baseline_ledger", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SentLedger
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--repeat", type=int, default=2, help="timed loads (the best is kept)")
     parser.add_argument("--bootstrap", default=None)
+    parser.add_argument(
+        "--profile", default=None, help="write a cProfile of one timed load to this file"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="another ledger.py (e.g. `git show REF:connector/kafka/ledger.py > old.py`) whose "
+        "SentLedger.load is timed in turn with this one's, on the same topic, same process",
+    )
     args = parser.parse_args(argv)
     broker = None
     bootstrap = args.bootstrap
@@ -88,19 +111,58 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
 
-        ledger = SentLedger(
-            producer=None,
-            consumer_factory=factory,
-            topic=topic,
-            window_s=720 * 3600,
-            metrics=Metrics(CollectorRegistry()),
-            group_id="bench",
-        )
+        def new_ledger() -> SentLedger:
+            return SentLedger(
+                producer=None,
+                consumer_factory=factory,
+                topic=topic,
+                window_s=720 * 3600,
+                metrics=Metrics(CollectorRegistry()),
+                group_id="bench",
+            )
+
+        baseline_cls = _load_baseline(args.baseline) if args.baseline else None
+        # Timed without tracemalloc: it hooks every allocation and slowed the measured rebuild
+        # (the first figures in RESULTS.md were taken with it on). The heap is a second load.
+        # With --baseline, the two versions alternate, so both see the same machine load.
+        loads: list[float] = []
+        baseline_loads: list[float] = []
+        compactions: list[float] = []
+        for _ in range(args.repeat):
+            ledger = new_ledger()
+            loads.append(ledger.load())
+            # The follower thread folds the rebuilt dict into sorted arrays in the background
+            # (lookups work meanwhile); waiting on the same lock times what is left of it.
+            started = time.monotonic()
+            ledger._index.merge()
+            compactions.append(time.monotonic() - started)
+            ledger.close()
+            if baseline_cls is not None:
+                old = baseline_cls(
+                    producer=None,
+                    consumer_factory=factory,
+                    topic=topic,
+                    window_s=720 * 3600,
+                    metrics=Metrics(CollectorRegistry()),
+                    group_id="bench",
+                )
+                baseline_loads.append(old.load())
+                old.close()
+        if args.profile:
+            ledger = new_ledger()
+            profiler = cProfile.Profile()
+            profiler.enable()
+            ledger.load()
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+            ledger.close()
+        ledger = new_ledger()
         tracemalloc.start()
-        load_s = ledger.load()
+        traced_s = ledger.load()
         _current, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         ledger.close()
+        load_s = min(loads)
         index = ledger._index
         index.merge()
         keys, times = index._sorted
@@ -113,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
                     "remembered": len(index),
                     "produce_s": round(produce_s, 2),
                     "rebuild_s": round(load_s, 2),
+                    "rebuild_runs_s": [round(x, 2) for x in loads],
+                    "background_compaction_s": [round(x, 2) for x in compactions],
+                    "baseline_rebuild_runs_s": [round(x, 2) for x in baseline_loads],
+                    "load_average": [round(x, 1) for x in os.getloadavg()],
+                    "rebuild_under_tracemalloc_s": round(traced_s, 2),
                     "index_mib_per_million": round(per_million / 2**20, 1),
                     "load_peak_heap_mib": round(peak / 2**20, 1),
                 },

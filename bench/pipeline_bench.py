@@ -535,6 +535,8 @@ def variants(only: set[str]) -> list[Variant]:
         Variant("quix", "quix", concurrency=16),
         Variant("connector-default", "connector"),
         Variant("connector-ledger-off", "connector", env={"LEDGER_ENABLED": "false"}),
+        # Issue #15: an intent in the sent-ledger, acknowledged, before every request.
+        Variant("connector-dead-letter", "connector", env={"AMBIGUOUS_SEND_POLICY": "dead-letter"}),
         Variant("connector-tuned", "connector", env=dict(TUNED_ENV)),
         Variant("floor-64", "floor", concurrency=64),
         Variant("floor-256", "floor", concurrency=256),

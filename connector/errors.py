@@ -5,7 +5,9 @@ ConnectorError
 ├── RecordError           this record can never succeed: dead-letter (or skip), then commit past it
 │   ├── DecodeError       the bytes are not a Segment message we can read (reason: DecodeReason)
 │   ├── MappingError      the event lacks what Inkit needs, or fails Inkit's documented rules
-│   └── RejectedError     Inkit answered a 4xx other than 401/403/408/429 (or 501)
+│   ├── RejectedError     Inkit answered a 4xx other than 401/403/408/429 (or 501)
+│   └── AmbiguousSend     the request may have reached Inkit, its answer never came, and
+│                         AMBIGUOUS_SEND_POLICY=dead-letter says: never twice
 ├── TransientError        retry the same record later
 │   ├── InkitUnavailable  5xx, 408, timeout, connection error
 │   ├── RateLimited       429; .retry_after in seconds when Inkit said so
@@ -77,6 +79,19 @@ class RejectedError(RecordError):
         self.excerpt = excerpt
 
 
+class AmbiguousSend(RecordError):
+    """The request may have been sent and no answer came (a read timeout, a dropped connection,
+    a previous owner's crash mid-send): under AMBIGUOUS_SEND_POLICY=dead-letter a person
+    decides (``redrive``), rather than risk a second letter."""
+
+    reason = "ambiguous_send"
+    error_class = "http"
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"the request may have reached Inkit ({cause})", reason="ambiguous_send")
+        self.cause = cause
+
+
 class TransientError(ConnectorError):
     """Retry the same record later, with backoff."""
 
@@ -84,14 +99,23 @@ class TransientError(ConnectorError):
 
 
 class InkitUnavailable(TransientError):
-    """Inkit failed in a way that may pass: 5xx (not 501), 408, timeout, connection error."""
+    """Inkit failed in a way that may pass: 5xx (not 501), 408, timeout, connection error.
+    ``ambiguous``: the request may have reached Inkit (see inkit/client.py)."""
 
     reason = "unavailable"
 
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        reason: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        *,
+        ambiguous: bool = False,
+    ):
         super().__init__(f"Inkit unavailable ({reason})", reason=reason)
         self.status = status
         self.retry_after = retry_after
+        self.ambiguous = ambiguous
 
 
 class RateLimited(TransientError):

@@ -89,3 +89,10 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     DEAD_LETTERED = "dead_lettered"
     SKIPPED = "skipped"
+
+
+class AmbiguousPolicy(StrEnum):
+    """AMBIGUOUS_SEND_POLICY: what a request whose outcome is unknown becomes. A metric label."""
+
+    RESEND = "resend"  # retried: at least once, a letter may go twice
+    DEAD_LETTER = "dead-letter"  # dead-lettered as ambiguous_send: never twice, a person decides

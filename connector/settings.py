@@ -82,6 +82,7 @@ class Settings:
     ledger_topic: str = ""
     dedupe_window_s: float = 720 * 3600.0
     max_event_age_s: float | None = None
+    ambiguous_send_policy: str = "resend"
     log_level: str = "INFO"
     log_format: str = "text"
     breaker_min_failures: int = 20
@@ -176,6 +177,9 @@ class Settings:
             ledger_topic=r.text("KAFKA_LEDGER_TOPIC") or (f"{topic}.sent" if topic else ""),
             dedupe_window_s=3600 * r.number("DEDUPE_WINDOW_HOURS", 720.0, low=0.0, high=87_600),
             max_event_age_s=_hours(r.optional_number("MAX_EVENT_AGE_HOURS", low=0.0, high=87_600)),
+            ambiguous_send_policy=r.choice(
+                "AMBIGUOUS_SEND_POLICY", ("resend", "dead-letter"), "resend"
+            ),
             log_level=r.choice(
                 "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
             ),
@@ -190,6 +194,9 @@ class Settings:
         ledger = settings.ledger_topic
         if settings.ledger_enabled and ledger and ledger in (settings.topic, settings.dlq_topic):
             raise ConfigError("KAFKA_LEDGER_TOPIC must differ from KAFKA_TOPIC and KAFKA_DLQ_TOPIC")
+        if settings.ambiguous_send_policy == "dead-letter" and not settings.ledger_enabled:
+            # The intents that make a crash safe under this policy live in the sent-ledger.
+            raise ConfigError("AMBIGUOUS_SEND_POLICY=dead-letter needs LEDGER_ENABLED=true")
         return settings
 
     def redacted(self) -> dict[str, Any]:
@@ -233,6 +240,7 @@ class Settings:
             "KAFKA_LEDGER_TOPIC": self.ledger_topic,
             "DEDUPE_WINDOW_HOURS": self.dedupe_window_s / 3600,
             "MAX_EVENT_AGE_HOURS": _hours_back(self.max_event_age_s),
+            "AMBIGUOUS_SEND_POLICY": self.ambiguous_send_policy,
             "LOG_LEVEL": self.log_level,
             "LOG_FORMAT": self.log_format,
             "BREAKER_MIN_FAILURES": self.breaker_min_failures,

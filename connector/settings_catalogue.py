@@ -164,6 +164,14 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "",
         "Skip (reason `too_old`) events whose Kafka timestamp is older; unset: no limit.",
     ),
+    SettingDoc(
+        "AMBIGUOUS_SEND_POLICY",
+        "resend",
+        "A request that may have reached Inkit without an answer (read timeout, dropped "
+        "connection, crash mid-send): `resend` (retry: at least once) or `dead-letter` (never "
+        "twice: dead-letter it as `ambiguous_send`; needs the ledger, costs a ledger write per "
+        "send).",
+    ),
     SettingDoc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     SettingDoc("LOG_FORMAT", "text", "`text` or `json` (one JSON object per line)."),
     SettingDoc(

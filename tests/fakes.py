@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -227,9 +229,11 @@ class FakeProducer:
         fail = self.fail_next > 0
         self.fail_next -= 1 if fail else 0
         err = _FakeKafkaError() if fail else None
+        msg = None
         if not fail:
             self.produced.append({"topic": topic, "key": key, "value": value, "headers": headers})
-        self._callbacks.append(lambda: on_delivery(err, None))
+            msg = FakeMessage(topic, 0, len(self.produced) - 1, key, value)
+        self._callbacks.append(lambda: on_delivery(err, msg))
 
     def poll(self, timeout: float) -> int:
         callbacks, self._callbacks = self._callbacks, []
@@ -274,3 +278,38 @@ class SimpleMapper:
             raise MappingError("no template", reason="missing_template_id")
         body = {"api_token": "k", "user": event.user_id, **event.traits}
         return InkitRequest(self.url, {"Content-Type": "application/json"}, body, None)
+
+
+class FakeLedgerTopic:
+    """The sent-ledger topic as a consumer sees it at start-up, from what a FakeProducer wrote
+    to it (one partition, in order): enough for ``SentLedger.load`` (kafka/ledger_rebuild.py)
+    to rebuild a crashed member's ledger for its next owner."""
+
+    def __init__(self, producer: FakeProducer, topic: str) -> None:
+        self.topic = topic
+        now_ms = int(time.time() * 1000)  # the broker stamps records when they are written
+        self.records = [
+            FakeMessage(topic, 0, i, r["key"], r["value"], now_ms)
+            for i, r in enumerate(r for r in producer.produced if r["topic"] == topic)
+        ]
+        self._read = False
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        found = SimpleNamespace(partitions={0: None}, error=None)
+        return SimpleNamespace(topics={topic: found} if topic == self.topic else {})
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+        return 0, len(self.records)
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self._read = False
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        if self._read:
+            threading.Event().wait(min(timeout, 0.05))
+            return []
+        self._read = True
+        return list(self.records)
+
+    def close(self) -> None:
+        self._read = True

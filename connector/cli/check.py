@@ -218,6 +218,22 @@ def check_ledger(settings: Settings, timeout_s: float = 10.0) -> CheckResult:
     return CheckResult("sent-ledger", True, f"{topic} (cleanup.policy={policy})")
 
 
+def check_ambiguous_policy(settings: Settings) -> CheckResult:
+    """What a send with an unknown outcome becomes (AMBIGUOUS_SEND_POLICY): said, not probed."""
+    if settings.ambiguous_send_policy == "dead-letter":
+        detail = (
+            "dead-letter: a request that may have reached Inkit without an answer is "
+            "dead-lettered as ambiguous_send, never sent twice (an intent in the sent-ledger "
+            "before each send)"
+        )
+    else:
+        detail = (
+            "resend: a request that may have reached Inkit without an answer is retried "
+            "(at least once: a letter may go twice)"
+        )
+    return CheckResult("ambiguous sends", True, detail)
+
+
 def check_inkit(settings: Settings, timeout_s: float = 5.0) -> CheckResult:
     """INKIT_API_URL answers HTTP (the network path and TLS work) with anything but 404 (a
     wrong path would reject every event). A HEAD without the key: sends no data."""
@@ -259,6 +275,7 @@ def run_checks(settings: Settings, emit: Callable[[CheckResult], None]) -> bool:
 
         results.append(check_sample(settings))
         results.append(check_ledger(settings))
+    results.append(check_ambiguous_policy(settings))
     results.append(check_registry(settings))
     results.append(check_inkit(settings))
     for result in results:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, KafkaException
 
 from connector import __version__
+from connector.cli.redrive_args import add_parser as add_redrive_parser, options_from
 from connector.cli.unknown_env import warn_unknown_variables
 from connector.errors import ConfigError, ConnectorError
 from connector.observability.logging_config import configure_logging
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     produce.add_argument("file", nargs="?", help="JSON lines file (default: stdin)")
+    add_redrive_parser(commands, _ENV_HELP)
     return parser
 
 
@@ -141,6 +143,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from exc
         return run_produce(settings, sys.stdin, sys.stdout)
+    if args.command == "redrive":
+        settings = _settings(require_kafka=True, require_api_key=not args.dry_run)
+        # On a terminal the progress bar speaks; lifecycle lines would break it.
+        level = "WARNING" if sys.stderr.isatty() else settings.log_level
+        configure_logging(level, settings.log_format)
+        from connector.cli.redrive import run_redrive
+
+        return run_redrive(settings, options_from(args), out=sys.stdout, err=sys.stderr)
     raise AssertionError(args.command)
 
 

@@ -49,7 +49,7 @@ from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
 from connector.kafka.group_lag import GroupLagMonitor
 from connector.kafka.ledger import SentLedger
-from connector.models import InkitRequest
+from connector.models import AmbiguousPolicy, InkitRequest
 from connector.observability.health import HealthServer
 from connector.observability.metrics import Metrics
 from connector.settings import Settings
@@ -228,6 +228,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         retry_max_s=settings.retry_max_s,
         rate_control=rate_control,
         close_client=close_client,
+        ambiguous_policy=AmbiguousPolicy(settings.ambiguous_send_policy),
     )
     sender_ref.append(sender)
     # INKIT_RATE_LIMIT_SCOPE=group: the share follows this member's assignment (group_share.py).
@@ -260,6 +261,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
         group_members=admin_group_members(admin, settings.group_id),
         ledger=ledger,
         max_event_age_s=settings.max_event_age_s,
+        ambiguous_policy=AmbiguousPolicy(settings.ambiguous_send_policy),
     )
     processor_ref.append(processor)
     signals: list[int] = []

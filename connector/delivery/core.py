@@ -73,6 +73,7 @@ class ProcessorCore:
     _backoff: Backoff
     _breaker: CircuitBreaker
     _ledger: SentLedger | None
+    _intents: bool  # AMBIGUOUS_SEND_POLICY=dead-letter with the ledger: an intent before a send
     _max_event_age_s: float | None
     heartbeat: float
     running: bool
@@ -101,6 +102,9 @@ class ProcessorCore:
         raise NotImplementedError
 
     def _breaker_delivered(self, record: Any) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
         raise NotImplementedError
 
     def _retry_dead_letters(self) -> None:

@@ -1,13 +1,17 @@
 """Dispatch: which waiting jobs go to the sender now, within INKIT_MAX_IN_FLIGHT, the cap on
 uncommitted records (with its one-head-per-partition exception), the auth gate's single probe,
-and the sent-ledger's already-sent filter."""
+the sent-ledger's already-sent filter and, under AMBIGUOUS_SEND_POLICY=dead-letter, the open
+intents of sends a previous owner started, and the intent each send waits for."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from connector.delivery.core import ProcessorCore
 from connector.delivery.partition import PartitionState, TPKey
+from connector.errors import AmbiguousSend
 from connector.inkit.sender import Job
-from connector.models import Outcome
+from connector.models import AmbiguousPolicy, Outcome
 
 
 class Dispatch(ProcessorCore):
@@ -59,7 +63,23 @@ class Dispatch(ProcessorCore):
         for job in jobs:
             self._partitions[(job.ref.topic, job.ref.partition)].flying.add(job)
         self._in_flight += len(jobs)
-        self._sender.submit(jobs)
+        if self._intents:
+            self._send_after_intents(jobs)
+        else:
+            self._sender.submit(jobs)
+
+    def _send_after_intents(self, jobs: list[Job]) -> None:
+        """Each job goes to the sender once its intent is acknowledged: a send whose intent
+        could be lost in a crash would be invisible to the next owner, which would send it
+        again. The wait (a Kafka round trip per send, acks=all) is the policy's price; bench/
+        measures it. Until then the job counts as in flight (the caps hold)."""
+        ledger, sender = self._ledger, self._sender
+        for job in jobs:
+            if ledger is None or job.identity is None:
+                sender.submit([job])
+                continue
+            job.intent = True
+            ledger.intend(job.identity, job.ref, partial(sender.submit, [job]))
 
     def _head_may_go(self, state: PartitionState) -> bool:
         """``state``'s oldest unfinished record may go past the cap, if it waits to be sent."""
@@ -82,18 +102,32 @@ class Dispatch(ProcessorCore):
     def _drop_already_sent(self, jobs: list[Job]) -> list[Job]:
         """Jobs about to be sent whose event the sent-ledger remembers are skipped instead.
         Looked up at dispatch, not at intake: one user's events go one at a time, so a second
-        copy of an event is looked up only after the first one's ledger record was written."""
+        copy of an event is looked up only after the first one's ledger record was written.
+        Under AMBIGUOUS_SEND_POLICY=dead-letter, an event with an open intent (a send started
+        before a crash or a lost partition, outcome unknown) is dead-lettered as
+        ``ambiguous_send`` instead of sent."""
         ledger = self._ledger
         keep = []
         for job in jobs:
-            if (
-                ledger is not None
-                and job.identity is not None
-                and ledger.already_sent(job.identity)
-            ):
+            if ledger is None or job.identity is None:
+                keep.append(job)
+            elif ledger.already_sent(job.identity):
                 self._scheduler.done(job)
                 ref = job.ref
                 self._finish(ref.topic, ref.partition, ref.offset, Outcome.SKIPPED, "already_sent")
+            elif self._intents and ledger.open_intent(job.identity):
+                self._scheduler.done(job)
+                policy = AmbiguousPolicy.DEAD_LETTER.value
+                self._metrics.ambiguous_sends.labels(policy, "open_intent").inc()
+                if self._breaker.is_probe(job.record):
+                    # The circuit breaker chose an ambiguous send as its probe: it can never be
+                    # sent, so it cannot tell whether Inkit recovered. Release what is held; it
+                    # is judged anew (found by the chaos run: the breaker stayed open for good).
+                    self._release()
+                # Never held by the breaker: after a crash these come in a burst (up to the
+                # cap), which is not a systemic failure, and a held one would be probed again.
+                generation = self._partitions[(job.ref.topic, job.ref.partition)].generation
+                self._dead_letter(job.record, AmbiguousSend("open_intent"), generation)
             else:
                 keep.append(job)
         return keep

@@ -6,7 +6,7 @@ queue behind the first one, which is retried with backoff) rather than dead-lett
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from connector.delivery.core import ProcessorCore
 from connector.delivery.partition import PartitionState
@@ -19,6 +19,13 @@ logger = logging.getLogger(__name__)
 
 # Reasons of records that are skipped rather than dead-lettered: deliberate, not broken.
 SKIP_DECODE_REASONS = frozenset({"tombstone"})
+
+
+class Admission(NamedTuple):
+    """What a run does with a fetched record (see ``Intake._admit``)."""
+
+    record: Any  # the record to process (possibly wrapped); None: not read by this run
+    skip: str | None = None  # a reason: finished as skipped (committed past), not processed
 
 
 class Intake(ProcessorCore):
@@ -44,11 +51,17 @@ class Intake(ProcessorCore):
                     offset,
                 )
             return
+        record, skip = self._admit(record)
+        if record is None:
+            return  # not for this run: never tracked, so no commit passes it
         state.last_offset = offset
         self._tracker.track(key[0], key[1], offset, int(self._wall_clock() * 1000))
         state.unfinished += 1
         self._unfinished += 1
         self._metrics.records_consumed.labels(key[0]).inc()
+        if skip is not None:
+            self._finish(key[0], key[1], offset, Outcome.SKIPPED, skip)
+            return
         if offset in state.already_done:
             state.already_done.discard(offset)
             self._finish(key[0], key[1], offset, Outcome.SKIPPED, "already_done")
@@ -64,6 +77,11 @@ class Intake(ProcessorCore):
             state.stalled.append(record)  # keep order behind the record waiting for the registry
             return
         self._process(record, state)
+
+    def _admit(self, record: Any) -> Admission:
+        """The hook of runs that read a topic selectively (`redrive`, delivery/redrive.py):
+        `run` takes every record as it is."""
+        return Admission(record)
 
     def _process(self, record: Any, state: PartitionState) -> None:
         try:

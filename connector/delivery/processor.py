@@ -38,6 +38,7 @@ from connector.inkit.sender import Sender
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
 from connector.kafka.ledger import SentLedger
+from connector.models import AmbiguousPolicy
 from connector.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         group_members: GroupMembers | None = None,
         ledger: SentLedger | None = None,
         max_event_age_s: float | None = None,
+        ambiguous_policy: AmbiguousPolicy = AmbiguousPolicy.RESEND,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -95,6 +97,7 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         self._commit_enabled = commit
         self._scanner = scanner
         self._ledger = ledger
+        self._intents = ledger is not None and ambiguous_policy is AmbiguousPolicy.DEAD_LETTER
         self._max_event_age_s = max_event_age_s
         self._clock = clock
         self._wall_clock = wall_clock

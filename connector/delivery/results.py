@@ -24,6 +24,8 @@ class Results(ProcessorCore):
         for result in results:
             job = result.job
             self._in_flight -= 1
+            if job.intent and result.kind is not ResultKind.DELIVERED:
+                self._close_intent(job)
             key = (job.ref.topic, job.ref.partition)
             state = self._partitions.get(key)
             if state is None or state.generation != job.generation:
@@ -40,6 +42,13 @@ class Results(ProcessorCore):
             elif result.kind is ResultKind.FAILED and result.error is not None:
                 self._dead_letter(job.record, result.error)
             # CANCELLED: neither done nor dead-lettered; the offset stays uncommitted.
+
+    def _close_intent(self, job: Job) -> None:
+        """A send under AMBIGUOUS_SEND_POLICY=dead-letter ended without a 2xx: when nothing can
+        have reached Inkit, the intent is resolved (a tombstone); otherwise it stays open, so
+        the event is never sent again without a person's say (ambiguous_send, redrive)."""
+        if self._ledger is not None and job.identity is not None and not job.unanswered:
+            self._ledger.resolve(job.identity)
 
     def _delivered(self, job: Job) -> None:
         """A 2xx finishes the record, or with the sent-ledger, its ledger record's ack does: an
@@ -81,6 +90,14 @@ class Results(ProcessorCore):
         if generation is None and self._hold(record, error):
             return
         fence = not state.has_commit and self._committer.enabled and not self._in_drain
+        if generation is None and not fence and not self._in_drain:
+            # Earlier copies of this partition still wait (the fence below, a failed produce):
+            # this one goes behind them, so that one user's dead letters keep their order in
+            # the dead-letter topic, which `redrive` sends them in (found by its test: copies
+            # written as the fence lifted overtook those it held).
+            fence = any(
+                r.topic() == key[0] and r.partition() == key[1] for _, r, *_ in self._dlq_retry
+            )
         if self._dlq is not None and fence:
             # A partition no commit was ever made for: a next owner would have no "since" to
             # look for this copy from, and would write it again after a crash or a loss (found
@@ -127,9 +144,16 @@ class Results(ProcessorCore):
 
     def _retry_dead_letters(self) -> None:
         now = self._clock()
+        again = []
         for _ in range(len(self._dlq_retry)):
             due, record, error, gen = self._dlq_retry[0]
             if due > now:
                 break
             self._dlq_retry.popleft()
+            before = len(self._dlq_retry)
             self._dead_letter(record, error, gen)
+            if len(self._dlq_retry) > before:  # held again (the fence): it went to the back
+                again.append(self._dlq_retry.pop())
+        # Back at the front, in their order: appended behind copies held later, they would be
+        # written after them, and one user's dead letters out of order (seen: 4-7 before 0-3).
+        self._dlq_retry.extendleft(reversed(again))

@@ -17,6 +17,28 @@ from connector.observability.metrics import Metrics
 
 EXCERPT_CHARS = 200
 REDACTED = "[REDACTED]"
+# Failures after which the request may have reached Inkit: the outcome is unknown. From httpx's
+# exception tree (httpx/_exceptions.py, 0.28/0.29, the module docstring; also encode/httpx
+# docs/exceptions.md) and httpcore's HTTP/1.1 connection (httpcore/_async/http11.py
+# handle_async_request): the request line, headers and body are written first; a ReadTimeout,
+# ReadError or RemoteProtocolError ("Server disconnected without sending a response") comes
+# while the answer is awaited, so the server may have the whole request. httpcore swallows a
+# WriteError while writing and goes on to read the answer (a server may answer early), and a
+# WriteTimeout or WriteError that surfaces may still follow a partly written body. CloseError
+# comes after the exchange; DecodingError means an answer came whose body could not be read.
+# Not ambiguous (nothing was sent): ConnectError, ConnectTimeout, PoolTimeout (no connection
+# was free), ProxyError, UnsupportedProtocol, LocalProtocolError (refused before sending).
+# One known false alarm: a keep-alive connection the server closed while it sat idle in the
+# pool fails with RemoteProtocolError although the server never read the request.
+AMBIGUOUS_ERRORS: tuple[type[httpx.HTTPError], ...] = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.CloseError,
+    httpx.RemoteProtocolError,
+    httpx.DecodingError,
+)
 # Strings shorter than this are not redacted from response excerpts: "CA" or "US" would blank
 # out half of any error message, and two letters identify nobody.
 _MIN_REDACT_LEN = 3
@@ -27,8 +49,9 @@ class InkitClient:
 
     ``send`` returns the 2xx status, or raises: ``AuthError`` (401/403), ``RateLimited`` (429),
     ``InkitUnavailable`` (408, 5xx except 501, timeout, connection error, any other httpx
-    error such as a body that cannot be decoded) or ``RejectedError``
-    (any other status). It never retries: that is the sender's job.
+    error such as a body that cannot be decoded; ``ambiguous`` when the request may have
+    reached Inkit, see ``AMBIGUOUS_ERRORS``) or ``RejectedError`` (any other status). It never
+    retries: that is the sender's job.
     """
 
     def __init__(
@@ -55,16 +78,16 @@ class InkitClient:
             )
         except httpx.TimeoutException as exc:
             self._observe("timeout", started)
-            raise InkitUnavailable("timeout") from exc
+            raise InkitUnavailable("timeout", ambiguous=is_ambiguous(exc)) from exc
         except httpx.TransportError as exc:
             self._observe("connection_error", started)
-            raise InkitUnavailable("connection_error") from exc
+            raise InkitUnavailable("connection_error", ambiguous=is_ambiguous(exc)) from exc
         except httpx.HTTPError as exc:
             # Anything else httpx raises about this exchange (a 502 whose body claims a
             # Content-Encoding it does not have raises DecodingError, a redirect loop
             # TooManyRedirects): transient from our side, so retried within the budget.
             self._observe("http_error", started)
-            raise InkitUnavailable("http_error") from exc
+            raise InkitUnavailable("http_error", ambiguous=is_ambiguous(exc)) from exc
         status = response.status_code
         self._observe(str(status), started)
         if 200 <= status < 300:
@@ -82,6 +105,11 @@ class InkitClient:
     def _observe(self, code: str, started: float) -> None:
         self._metrics.http_requests.labels(code).inc()
         self._metrics.http_request_duration.observe(time.perf_counter() - started)
+
+
+def is_ambiguous(exc: httpx.HTTPError) -> bool:
+    """The request may have reached Inkit although no usable answer came back."""
+    return isinstance(exc, AMBIGUOUS_ERRORS)
 
 
 def encode_body(body: dict[str, Any]) -> bytes:

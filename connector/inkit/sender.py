@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from connector.errors import (
+    AmbiguousSend,
     AuthError,
     InkitUnavailable,
     RateLimited,
@@ -25,7 +26,7 @@ from connector.inkit.client import InkitClient
 from connector.inkit.outage_log import OutageLog
 from connector.inkit.ratelimit import RateControl
 from connector.inkit.retry import Backoff
-from connector.models import InkitRequest, RecordRef
+from connector.models import AmbiguousPolicy, InkitRequest, RecordRef
 from connector.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ class Job:
     identity: str | None = None  # for the sent-ledger (kafka/ledger.py); None: not kept
     cancelled: bool = False
     attempts: int = 0  # requests sent so far (set on the sender's loop; read for the gauge)
+    # A request of this job may have reached Inkit and no answer was read (an ambiguous error,
+    # or cancelled mid-request): its sent-ledger intent must stay open (AMBIGUOUS_SEND_POLICY).
+    unanswered: bool = False
+    intent: bool = False  # a sent-ledger intent was written for it (see delivery/dispatch.py)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -99,7 +104,10 @@ class Sender:
     with ``drain_results`` (from the consume loop) and ``wakeup`` is set whenever one arrives.
     A job is retried on 408/429/5xx (not 501)/timeouts/connection errors until it succeeds or
     ``retry_max_s`` of failure passed (then FAILED with ``RetryExhausted``). Time spent blocked on
-    a refused API key does not count: good events are never dead-lettered for a bad key.
+    a refused API key does not count: good events are never dead-lettered for a bad key. A
+    failure after which the request may have reached Inkit (``InkitUnavailable.ambiguous``) is
+    retried under ``AmbiguousPolicy.RESEND`` and FAILED with ``AmbiguousSend`` under
+    ``DEAD_LETTER``.
     """
 
     def __init__(
@@ -112,6 +120,7 @@ class Sender:
         backoff: Backoff | None = None,
         auth_probe_first_s: float = AUTH_PROBE_FIRST_S,
         close_client: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        ambiguous_policy: AmbiguousPolicy = AmbiguousPolicy.RESEND,
     ) -> None:
         self._client_factory = client_factory
         self._metrics = metrics
@@ -120,6 +129,7 @@ class Sender:
         self._backoff = backoff or Backoff()
         self._auth_probe_first_s = auth_probe_first_s
         self._close_client = close_client
+        self._ambiguous = ambiguous_policy
         self._results: deque[Result] = deque()
         self._closing = False  # set on the loop thread when stop() begins
         self.wakeup = threading.Event()
@@ -274,9 +284,11 @@ class Sender:
                 await self._rate.acquire()
             attempt += 1
             job.attempts = attempt
+            job.unanswered = True  # until an answer (or a failure that sent nothing) says more
             try:
                 status = await client.send(job.request)
             except AuthError as exc:
+                job.unanswered = False
                 # Inkit refused the key. One job (the prober) re-sends itself periodically;
                 # every other job waits at the gate above until the key is accepted again.
                 if self._prober is None:
@@ -288,6 +300,7 @@ class Sender:
                 attempt -= 1
                 continue
             except RateLimited as exc:
+                job.unanswered = False
                 self._unblock(job)
                 delay = self._backoff.delay(attempt, exc.retry_after)
                 if self._rate is not None and self._rate.adaptive:
@@ -298,14 +311,23 @@ class Sender:
                     self._not_before = max(self._not_before, time.monotonic() + delay)
                 retry_reason, status_seen = "rate_limited", 429
             except InkitUnavailable as exc:
+                job.unanswered = exc.ambiguous
                 self._unblock(job)
+                if exc.ambiguous:
+                    if self._ambiguous is AmbiguousPolicy.DEAD_LETTER:
+                        self._metrics.ambiguous_sends.labels(self._ambiguous, "dead_lettered").inc()
+                        self._outage.failed(exc.reason, exc.status, _fields(job))
+                        return Result(job, ResultKind.FAILED, error=AmbiguousSend(exc.reason))
+                    self._metrics.ambiguous_sends.labels(self._ambiguous, "retried").inc()
                 delay = self._backoff.delay(attempt, exc.retry_after)
                 retry_reason, status_seen = exc.reason, exc.status
             except RejectedError as exc:
+                job.unanswered = False
                 self._unblock(job)
                 self._outage.answered()
                 return Result(job, ResultKind.FAILED, status=exc.status, error=exc)
             else:
+                job.unanswered = False
                 self._unblock(job)
                 self._outage.answered()
                 if self._rate is not None:

@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 HEADER_PREFIX = "inkit."
 
+HeaderBuilder = Callable[[Any, RecordError, str], list[tuple[str, bytes]]]
+
 
 def dead_letter_headers(
     record: Any, error: RecordError, group_id: str = ""
@@ -59,11 +61,21 @@ class DeadLetterQueue:
     thread once Kafka acked (ok=True) or refused (ok=False) the copy.
     """
 
-    def __init__(self, producer: Any, topic: str, metrics: Metrics, group_id: str = "") -> None:
+    def __init__(
+        self,
+        producer: Any,
+        topic: str,
+        metrics: Metrics,
+        group_id: str = "",
+        *,
+        headers_of: HeaderBuilder | None = None,
+    ) -> None:
         self._producer = producer
         self._topic = topic
         self._group_id = group_id
         self._metrics = metrics
+        # `redrive` writes a failed-again copy with the first copy's origin (dead_letter.py).
+        self._headers_of = headers_of or dead_letter_headers
 
     def send(
         self,
@@ -90,11 +102,11 @@ class DeadLetterQueue:
                 )
             on_done(err is None)
 
-        headers = dead_letter_headers(record, error, self._group_id)
+        headers = self._headers_of(record, error, self._group_id)
         if omit_value:
             # Without the value, and without the record's own headers (they can be what is too
             # large): ours still point at the original, which stays in the source topic.
-            headers = dead_letter_headers(_Bare(record), error, self._group_id)
+            headers = self._headers_of(_Bare(record), error, self._group_id)
             headers.append(("inkit.value.omitted", b"too_large"))
         try:
             self._producer.produce(

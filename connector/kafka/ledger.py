@@ -14,6 +14,12 @@ event sent by any member, under any group id and any partition count of the sour
 found. The index keeps 12 bytes per remembered event in sorted arrays (a 64-bit hash of the
 identity, a 32-bit send time) plus a small dict of the newest entries.
 
+Under AMBIGUOUS_SEND_POLICY=dead-letter each send is preceded by an *intent* (same key, a value
+starting with ``i``), acknowledged before the request goes; the sent record or a tombstone
+(nothing was sent) closes it. An intent still open when a member died tells the next owner that
+the request may have reached Inkit: it dead-letters the record as ``ambiguous_send`` instead of
+sending it (ledger_index.py describes the values). Under ``resend`` no intent is written.
+
 Ledger records are written with the producer the dead-letter queue uses (idempotent,
 ``acks=all``); their delivery callbacks are served by the same ``poll()``.
 """
@@ -21,126 +27,35 @@ Ledger records are written with the producer the dead-letter queue uses (idempot
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import threading
 import time
-from array import array
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 from connector.errors import StartupError
-from connector.models import RecordRef, SegmentMessage
+from connector.kafka.ledger_index import (
+    INTENT_BYTE,
+    INTENT_PREFIX,
+    LedgerIndex,
+    hash64,
+    identity_of,
+)
+from connector.kafka.ledger_rebuild import read_ledger
+from connector.models import RecordRef
 from connector.observability.metrics import Metrics
+
+__all__ = ["LedgerIndex", "SentLedger", "hash64", "identity_of"]
 
 logger = logging.getLogger(__name__)
 
 LOAD_TIMEOUT_S = 120.0
 RETRY_S = 1.0
-MERGE_AT = 50_000  # newest entries kept in a dict until merged into the sorted arrays
 FOLLOW_POLL_S = 0.2
-_ELECTING = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._TIMED_OUT,
-    }
-)
-
-
-def identity_of(event: SegmentMessage) -> str:
-    """The event's identity: Segment's ``messageId``; without one, ``sha256:`` and the hash of
-    the event's canonical JSON (type, ids, timestamps, traits, context, integrations), so the
-    same event produced twice is recognised and two different events never are."""
-    if event.message_id:
-        return event.message_id
-    canonical = json.dumps(
-        {
-            "type": event.type,
-            "userId": event.user_id,
-            "anonymousId": event.anonymous_id,
-            "timestamp": event.timestamp,
-            "originalTimestamp": event.original_timestamp,
-            "sentAt": event.sent_at,
-            "traits": event.traits,
-            "context": event.context,
-            "integrations": event.integrations,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    )
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def hash64(identity: str | bytes) -> int:
-    """A 64-bit hash of the identity's UTF-8 bytes. Python's own (SipHash): the index lives in
-    one process's memory and is rebuilt at every start, so a per-process seed is fine, and it
-    is about ten times cheaper than blake2b (the rebuild hashes every ledger record)."""
-    return hash(identity.encode() if isinstance(identity, str) else identity)
-
-
-class LedgerIndex:
-    """Identities (as 64-bit hashes) with the time they were sent, in seconds.
-
-    Lookups run on the consume thread, additions on the follower thread and on ledger acks;
-    every mutation is a single dict operation or an atomic swap of the array pair, so no lock is
-    needed under the GIL. A 64-bit hash collision (about 1 in 10^13 per lookup with a million
-    entries) would skip one event; the figure is in the README."""
-
-    def __init__(self) -> None:
-        self._sorted: tuple[array[int], array[int]] = (array("q"), array("I"))
-        self._recent: dict[int, int] = {}
-        self._lock = threading.Lock()  # only merges take it: two merges must not interleave
-
-    def __len__(self) -> int:
-        return len(self._sorted[0]) + len(self._recent)
-
-    def add(self, key: int, sent_s: int) -> None:
-        if self._recent.get(key, -1) < sent_s:
-            self._recent[key] = sent_s
-        if len(self._recent) >= MERGE_AT:
-            self.merge()
-
-    def sent_at(self, key: int) -> int | None:
-        """When ``key`` was last sent (seconds), or None."""
-        recent = self._recent.get(key)
-        keys, times = self._sorted
-        i = bisect_left(keys, key)
-        bulk = times[i] if i < len(keys) and keys[i] == key else None
-        if recent is None:
-            return bulk
-        return recent if bulk is None else max(recent, bulk)
-
-    def load(self, entries: dict[int, int]) -> None:
-        """Replace the whole index with ``entries`` (hash -> sent seconds), at start-up."""
-        ordered = sorted(entries)
-        self._sorted = (array("q", ordered), array("I", (entries[k] for k in ordered)))
-        self._recent = {}
-
-    def merge(self) -> None:
-        """Fold the newest entries into the sorted arrays (O(n), off the hot path)."""
-        with self._lock:
-            recent = dict(self._recent)
-            if not recent:
-                return
-            keys, times = self._sorted
-            merged: dict[int, int] = dict(zip(keys, times, strict=True))
-            for key, sent_s in recent.items():
-                if merged.get(key, -1) < sent_s:
-                    merged[key] = sent_s
-            ordered = sorted(merged)
-            self._sorted = (array("q", ordered), array("I", (merged[k] for k in ordered)))
-            for key in recent:
-                if self._recent.get(key) == recent[key]:
-                    del self._recent[key]
 
 
 class SentLedger:
@@ -174,7 +89,10 @@ class SentLedger:
         self._clock = clock
         self._wall_clock = wall_clock
         self._index = LedgerIndex()
-        self._retry: deque[tuple[float, str, RecordRef, Callable[[], None]]] = deque()
+        self._retry: deque[_Pending] = deque()
+        # Identities whose intent this member resolved: hash -> its tombstone's offset (-1 until
+        # acknowledged). The follower ignores older intent records of these (see _apply).
+        self._released: dict[int, int] = {}
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
         self._consumer: Any = None
@@ -186,54 +104,8 @@ class SentLedger:
         started = self._clock()
         consumer = self._factory()
         try:
-            metadata = consumer.list_topics(self._topic, timeout=10)
-            topic = metadata.topics.get(self._topic)
-            if topic is None or topic.error is not None:
-                raise StartupError(
-                    f"sent-ledger topic {self._topic!r} cannot be read: "
-                    "create it (cleanup.policy=compact) or set LEDGER_ENABLED=false"
-                )
-            partitions = [TopicPartition(self._topic, p) for p in topic.partitions]
-            ends: dict[int, int] = {}
-            pending: set[int] = set()
-            for tp in partitions:
-                low, high = self._watermarks(consumer, tp, started + timeout_s)
-                ends[tp.partition] = high
-                if high > low:
-                    pending.add(tp.partition)
-            consumer.assign(
-                [TopicPartition(self._topic, tp.partition, OFFSET_BEGINNING) for tp in partitions]
-            )
-            bulk: dict[int, int] = {}
-            deadline = started + timeout_s
-            while pending:
-                if self._clock() > deadline:
-                    raise StartupError(
-                        f"sent-ledger topic {self._topic!r} was not read within {timeout_s:.0f}s"
-                    )
-                last: dict[int, int] = {}
-                for msg in consumer.consume(10_000, 0.5):
-                    # The hot loop of a rebuild (a million records): as few calls as possible.
-                    key = msg.key()
-                    if key is None:
-                        error = msg.error()
-                        if error is None:
-                            continue
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            pending.discard(msg.partition())  # the rest was compacted away
-                            continue
-                        raise StartupError(f"reading the sent-ledger failed: {error.str()}")
-                    if not len(msg):  # a tombstone (len() is the value's length)
-                        continue
-                    h = hash(key)
-                    sent_s = msg.timestamp()[1] // 1000
-                    if bulk.get(h, -1) < sent_s:
-                        bulk[h] = sent_s
-                    last[msg.partition()] = msg.offset()
-                for partition, offset in last.items():
-                    if offset + 1 >= ends[partition]:
-                        pending.discard(partition)
-            self._index.load(bulk)
+            sent, intents = read_ledger(consumer, self._topic, started + timeout_s, self._clock)
+            self._index.load(sent, intents)
         except KafkaException as exc:
             consumer.close()
             raise StartupError(f"reading the sent-ledger failed: {exc.args[0]}") from exc
@@ -248,33 +120,40 @@ class SentLedger:
         self._follower.start()
         return seconds
 
-    def _watermarks(self, consumer: Any, tp: TopicPartition, deadline: float) -> tuple[int, int]:
-        """The partition's offsets, waiting out a leader election (a topic just created)."""
-        while True:
-            try:
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                return int(low), int(high)
-            except KafkaException as exc:
-                # NOT_LEADER_FOR_PARTITION and LEADER_NOT_AVAILABLE are not flagged retriable by
-                # librdkafka, yet they are what a topic created a moment ago answers.
-                if exc.args[0].code() not in _ELECTING or self._clock() > deadline:
-                    raise
-                time.sleep(0.2)
-
     def _follow(self) -> None:
         """Keep reading what any member writes, so a lookup sees it within a poll interval."""
+        self._index.merge()  # the rebuild's dict into the compact arrays (see LedgerIndex.load)
         while not self._stop.is_set():
             try:
                 for msg in self._consumer.consume(1000, FOLLOW_POLL_S):
-                    if msg.error() is None and msg.key() is not None and msg.value() is not None:
-                        _ts_type, ts_ms = msg.timestamp()
-                        self._index.add(hash64(msg.key()), max(0, ts_ms // 1000))
+                    if msg.error() is None and msg.key() is not None:
+                        self._apply(msg)
             except (KafkaException, RuntimeError) as exc:
                 if self._stop.is_set():
                     return
                 logger.warning("sent-ledger follower: %s", exc)
                 self._stop.wait(1.0)
             self._metrics.ledger_entries.set(len(self._index))
+
+    def _apply(self, msg: Any) -> None:
+        """One ledger record read by the follower: a send, an intent or a resolution."""
+        key = hash64(msg.key())
+        value = msg.value()
+        at_s = max(0, msg.timestamp()[1] // 1000)
+        if value and value[0] != INTENT_BYTE:
+            self._index.add(key, at_s)
+            return
+        released = self._released.get(key)
+        if released is not None:
+            # This member resolved the intent itself (``resolve``): an intent record older than
+            # its tombstone must not reopen it; the tombstone read back ends the watch.
+            if not value and released >= 0 and msg.offset() >= released:
+                del self._released[key]
+            return
+        if value:
+            self._index.intend(key, at_s)
+        else:
+            self._index.resolve(key)
 
     @property
     def size(self) -> int:
@@ -296,22 +175,66 @@ class SentLedger:
         self._metrics.ledger_lookups.labels("hit" if hit else "miss").inc()
         return hit
 
+    def open_intent(self, identity: str) -> bool:
+        """A send of ``identity`` started (by any member, before any crash) and its outcome is
+        unknown: no sent record and no resolution followed its intent, within the window."""
+        at_s = self._index.intent_at(hash64(identity))
+        return at_s is not None and self._wall_clock() - at_s <= self._window_s
+
     def record(self, identity: str, ref: RecordRef, done: Callable[[], None]) -> None:
         """Produce the ledger record of a delivered event; ``done()`` once it is durable."""
         # Remembered at once (Inkit accepted it): a second copy of the event, dispatched before
         # this record is acknowledged, is skipped too. The ack gates only the offset commit.
         self._index.add(hash64(identity), int(self._wall_clock()))
-        value = json.dumps(
-            {
-                "sent_at_ms": int(self._wall_clock() * 1000),
-                "group": self._group,
-                "topic": ref.topic,
-                "partition": ref.partition,
-                "offset": ref.offset,
-            },
-            separators=(",", ":"),
-        ).encode()
+        self._produce(identity, ref, _value(self._wall_clock(), self._group, ref), done, False)
 
+    def intend(self, identity: str, ref: RecordRef, ready: Callable[[], None]) -> None:
+        """AMBIGUOUS_SEND_POLICY=dead-letter: produce an intent for a send about to start;
+        ``ready()`` (consume thread) once it is durable: only then may the request go, or a
+        crash mid-send would leave no trace for the next owner. A failed write is retried by
+        ``tick`` like a sent record; ``forget`` calls ``ready`` of a partition lost meanwhile
+        (its job is cancelled by then and comes back as CANCELLED, never sent)."""
+        value = INTENT_PREFIX + _value(self._wall_clock(), self._group, ref)
+        self._produce(identity, ref, value, ready, True)
+
+    def resolve(self, identity: str, done: Callable[[bool], None] | None = None) -> None:
+        """Close an intent without a send: nothing reached Inkit (a refused request, a connect
+        error, a job cancelled before its request). Produces a tombstone (compaction then
+        drops the key); from now on this member's lookups ignore the older intent record.
+        ``done(ok)`` once Kafka answered. A tombstone that never lands only costs a false
+        ``ambiguous_send`` at the next owner: never a second letter.
+
+        The redrive command (issue #16) overrides an open intent with this: it calls
+        ``resolve`` for an ``ambiguous_send`` dead letter a person chose to send again, waits
+        for ``done(True)``, then sends it the usual way (already_sent first, then its own
+        intent under AMBIGUOUS_SEND_POLICY=dead-letter)."""
+        key = hash64(identity)
+        self._index.resolve(key)
+        self._released[key] = -1  # until the tombstone's offset is known
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is None and msg is not None and self._released.get(key) == -1:
+                self._released[key] = msg.offset()
+            if err is not None:
+                logger.warning("could not resolve a sent-ledger intent: %s", err)
+            if done is not None:
+                done(err is None)
+
+        try:
+            self._producer.produce(
+                self._topic, key=identity.encode(), value=None, on_delivery=delivered
+            )
+        except (BufferError, KafkaException) as exc:
+            delivered(exc, None)
+
+    def _produce(
+        self,
+        identity: str,
+        ref: RecordRef,
+        value: bytes,
+        done: Callable[[], None],
+        intent: bool,
+    ) -> None:
         def delivered(err: Any, _msg: Any) -> None:
             if err is None:
                 self._metrics.ledger_writes.labels("ok").inc()
@@ -320,16 +243,24 @@ class SentLedger:
                     logger.info("sent-ledger writes succeed again")
                 done()
             else:
-                self._failed(identity, ref, done, str(err))
+                self._failed(identity, ref, value, done, intent, str(err))
 
         try:
             self._producer.produce(
                 self._topic, key=identity.encode(), value=value, on_delivery=delivered
             )
         except (BufferError, KafkaException) as exc:
-            self._failed(identity, ref, done, str(exc))
+            self._failed(identity, ref, value, done, intent, str(exc))
 
-    def _failed(self, identity: str, ref: RecordRef, done: Callable[[], None], why: str) -> None:
+    def _failed(
+        self,
+        identity: str,
+        ref: RecordRef,
+        value: bytes,
+        done: Callable[[], None],
+        intent: bool,
+        why: str,
+    ) -> None:
         self._metrics.ledger_writes.labels("failed").inc()
         if not self.failing:
             self.failing = True
@@ -340,20 +271,49 @@ class SentLedger:
                 why,
                 RETRY_S,
             )
-        self._retry.append((self._clock() + RETRY_S, identity, ref, done))
+        self._retry.append(_Pending(self._clock() + RETRY_S, identity, ref, value, done, intent))
 
     def tick(self) -> None:
         """Re-produce the ledger records whose write failed (consume thread, every loop turn)."""
         now = self._clock()
         for _ in range(len(self._retry)):
-            due, identity, ref, done = self._retry[0]
-            if due > now:
+            item = self._retry[0]
+            if item.due > now:
                 break
             self._retry.popleft()
-            self.record(identity, ref, done)
+            self._produce(item.identity, item.ref, item.value, item.done, item.intent)
 
     def forget(self, keep: Callable[[RecordRef], bool]) -> int:
-        """Drop pending retries of partitions this member no longer owns; how many."""
-        before = len(self._retry)
-        self._retry = deque(item for item in self._retry if keep(item[2]))
-        return before - len(self._retry)
+        """Drop pending retries of partitions this member no longer owns; how many sent records
+        (intents: their ``ready`` is called, see ``intend``)."""
+        dropped = [item for item in self._retry if not keep(item.ref)]
+        self._retry = deque(item for item in self._retry if keep(item.ref))
+        for item in dropped:
+            if item.intent:
+                item.done()
+        return sum(1 for item in dropped if not item.intent)
+
+
+class _Pending(NamedTuple):
+    """A ledger write to try again."""
+
+    due: float
+    identity: str
+    ref: RecordRef
+    value: bytes
+    done: Callable[[], None]
+    intent: bool
+
+
+def _value(now_s: float, group: str, ref: RecordRef) -> bytes:
+    """A ledger record's value: when, which group, which source record (JSON)."""
+    return json.dumps(
+        {
+            "sent_at_ms": int(now_s * 1000),
+            "group": group,
+            "topic": ref.topic,
+            "partition": ref.partition,
+            "offset": ref.offset,
+        },
+        separators=(",", ":"),
+    ).encode()

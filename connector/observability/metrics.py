@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from connector import __version__
-from connector.models import Outcome
+from connector.models import AmbiguousPolicy, Outcome
 
 NAMESPACE = "inkit_connector"
 
@@ -33,6 +33,11 @@ E2E_BUCKETS_S = (
 RETRY_REASONS = ("timeout", "connection_error", "rate_limited", "server_error", "http_error")
 COMMIT_RESULTS = ("success", "failure")
 REBALANCE_EVENTS = ("assigned", "revoked", "lost")
+AMBIGUOUS_ACTIONS = (
+    (AmbiguousPolicy.RESEND.value, "retried"),
+    (AmbiguousPolicy.DEAD_LETTER.value, "dead_lettered"),
+    (AmbiguousPolicy.DEAD_LETTER.value, "open_intent"),
+)
 # Inkit's contact fields (and Segment's `name`, which fills two of them): the closed label set of
 # dropped_fields. A value is never a label.
 DROPPABLE_FIELDS = (
@@ -230,6 +235,13 @@ class Metrics:
             "ledger_rebuild_seconds",
             "Time the last start-up took to read the sent-ledger to its end.",
         )
+        self.ambiguous_sends = counter(
+            "ambiguous_sends",
+            "Requests whose outcome is unknown (they may have reached Inkit: read timeout, "
+            "dropped connection, a crash mid-send), by AMBIGUOUS_SEND_POLICY and action "
+            "(retried; dead_lettered; open_intent: a previous owner's send found unresolved).",
+            ("policy", "action"),
+        )
         self.build_info = gauge("build_info", "Build information; always 1.", ("version",))
         self.build_info.labels(__version__).set(1)
 
@@ -248,6 +260,8 @@ class Metrics:
             self.ledger_lookups.labels(result)
         for result in ("ok", "failed"):
             self.ledger_writes.labels(result)
+        for policy, action in AMBIGUOUS_ACTIONS:
+            self.ambiguous_sends.labels(policy, action)
         self.records.labels(Outcome.DELIVERED.value, "ok")
         for name in DROPPABLE_FIELDS:
             self.dropped_fields.labels(name)

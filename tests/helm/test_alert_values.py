@@ -35,7 +35,7 @@ def rules(render: RenderFn, prometheus_rule: dict[str, Any], **more: Any) -> dic
 
 def test_each_alert_can_be_turned_off(render: RenderFn) -> None:
     defaults = rules(render, {})
-    assert len(defaults) == 11  # RecordStuck (issue #13), BreakerOpen (issue #24)
+    assert len(defaults) == 12  # RecordStuck (#13), BreakerOpen (#24), LedgerWriteFailing (#15)
     fewer = rules(render, {"alerts": {"notReady": {"enabled": False}, "down": {"enabled": False}}})
     assert set(defaults) - set(fewer) == {"InkitConnectorNotReady", "InkitConnectorDown"}
 

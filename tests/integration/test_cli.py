@@ -133,6 +133,7 @@ def test_check_reports_every_dependency_and_redacts_secrets(
         "ok   schema registry",
         "ok   inkit",
         f"ok   sent-ledger: {topic}.sent does not exist yet: `run` creates it",
+        "ok   ambiguous sends: resend: a request that may have reached Inkit",
     ):
         assert line in result.stdout
     for secret in ("very-secret-key", "registry-secret", "kafka-secret"):

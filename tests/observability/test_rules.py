@@ -29,6 +29,7 @@ ALERTS = {
     "InkitConnectorNotReady",
     "InkitConnectorRecordStuck",
     "InkitConnectorBreakerOpen",
+    "InkitConnectorLedgerWriteFailing",
 }
 SEVERITIES = {"warning", "critical"}
 RUNBOOK_BASE = "https://github.com/inkit-connector/inkit-connector/blob/main/README.md#"

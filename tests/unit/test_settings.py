@@ -28,6 +28,8 @@ def test_defaults() -> None:
     assert s.max_in_flight == 64
     assert s.max_buffered_records == 1000
     assert s.retry_max_s == 14400
+    assert s.ambiguous_send_policy == "resend"
+    assert load(AMBIGUOUS_SEND_POLICY="dead-letter").ambiguous_send_policy == "dead-letter"
 
 
 def test_render_mode_has_its_own_default_url() -> None:
@@ -67,6 +69,11 @@ def test_render_mode_has_its_own_default_url() -> None:
         ({"KAFKA_DLQ_TOPIC": "identify"}, "must differ"),
         ({"INKIT_REQUIRE_FULL_ADDRESS": "maybe"}, "must be true or false"),
         ({"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "nocolon"}, "user:password"),
+        ({"AMBIGUOUS_SEND_POLICY": "drop"}, "AMBIGUOUS_SEND_POLICY must be one of"),
+        (
+            {"AMBIGUOUS_SEND_POLICY": "dead-letter", "LEDGER_ENABLED": "false"},
+            "AMBIGUOUS_SEND_POLICY=dead-letter needs LEDGER_ENABLED=true",
+        ),
     ],
 )
 def test_bad_configuration_is_one_clear_line(overrides: dict[str, str], message: str) -> None:

@@ -30,6 +30,8 @@ from connector.testing.inkit_simulator.protocol import (
     validate_fields,
 )
 
+SILENT_KEPT = 100_000  # bodies of dropped and hung requests kept for tests
+
 
 class _SimCore:
     """All simulator state and the request logic, free of I/O. Methods are thread-safe: the server
@@ -60,6 +62,7 @@ class _SimCore:
             self._next_seq = 1
             self._by_status: dict[int, int] = {}
             self._total = self._dropped = self._hung = 0
+            self._silent: list[tuple[str, bytes]] = []  # (fault, body) of requests not answered
             self._passed: deque[float] = deque()  # monotonic times of requests within the limit
 
     def plan(self, req: _Request) -> _Plan:
@@ -85,9 +88,11 @@ class _SimCore:
         status_5xx = self._rng.choice(f.statuses_5xx) if fault == "5xx" else 500
         return _Plan(delay_ms / 1000.0, fault, status_5xx)
 
-    def count_silent(self, fault: _Fault) -> None:
+    def count_silent(self, fault: _Fault, body: bytes = b"") -> None:
         with self._lock:
             self._total += 1
+            if len(self._silent) < SILENT_KEPT:
+                self._silent.append((fault, body))
             if fault == "drop":
                 self._dropped += 1
             else:
@@ -151,6 +156,8 @@ class _SimCore:
         template_id = payload.get("template_id")
         if not isinstance(template_id, str) or not template_id:
             return _error(400, "template_id: required non-empty string")
+        if template_id in self.faults.rejected_templates:
+            return _error(422, "template_id: no such template")
         fields: Any = payload
         if path == RENDER_PATH:
             fields = payload.get("merge_parameters")
@@ -177,6 +184,10 @@ class _SimCore:
         if render_id is not None:
             return 200, _json_bytes({"id": render_id, "template_id": template_id})
         return 202, b'{"status":"accepted"}'
+
+    def unanswered(self) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return list(self._silent)
 
     def requests(self, since: int = 0, limit: int | None = None) -> list[RecordedRequest]:
         with self._lock:

@@ -92,6 +92,9 @@ class Faults:
     outage_status: int | None = None
     outage_until: float | None = None
     max_rate_per_s: float | None = None
+    # Templates Inkit does not know (a wrong INKIT_TEMPLATE_ID): answered 422, as Inkit answers
+    # a body that does not pass validation. Clear it to "fix" the template.
+    rejected_templates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         rates = (self.rate_429, self.rate_5xx, self.rate_hang, self.rate_drop)
@@ -109,6 +112,7 @@ class Faults:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["statuses_5xx"] = list(self.statuses_5xx)
+        d["rejected_templates"] = list(self.rejected_templates)
         return d
 
     @classmethod
@@ -117,6 +121,8 @@ class Faults:
         data = dict(data)
         if "statuses_5xx" in data:
             data["statuses_5xx"] = tuple(data["statuses_5xx"])
+        if "rejected_templates" in data:
+            data["rejected_templates"] = tuple(data["rejected_templates"])
         return cls(**data)
 
     def outage_active(self, now: float) -> bool:

@@ -121,7 +121,7 @@ class _Connection(asyncio.Protocol):
                 if plan is None:
                     plan = self._core.plan(req)
                 if plan.fault in ("drop", "hang"):
-                    self._core.count_silent(plan.fault)
+                    self._core.count_silent(plan.fault, req.body)
                     if plan.fault == "hang":
                         await asyncio.sleep(self._core.faults.hang_s)
                     self._close()
@@ -333,6 +333,11 @@ class InkitSimulator:
 
     def reset(self) -> None:
         self._core.reset()
+
+    def unanswered(self) -> list[tuple[str, bytes]]:
+        """Requests read and never answered (drop, hang), in order: (fault, raw body). They may
+        have been a letter in the post: what an ambiguous send looks like from Inkit's side."""
+        return self._core.unanswered()
 
     def stats(self) -> dict[str, Any]:
         """{"total", "accepted", "by_status" (int keys), "dropped", "hung", "recorded"}."""

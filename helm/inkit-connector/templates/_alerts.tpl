@@ -96,6 +96,15 @@ all export it. The floor keeps a tiny or idle topic quiet. */}}
   "description" (printf `Dead-letter produces have kept failing on pod {{ $labels.pod }} for more than %s ({{ $value | printf "%%.0f" }} in the last %s): the affected partitions cannot commit and their lag grows.` .for .window)) | fromYaml) }}
 {{- end }}{{ end }}
 
+{{- /* Issue #15: a delivery finishes only when its sent-ledger record lands; while the ledger
+cannot be written, nothing is committed and delivery stops at MAX_UNCOMMITTED_RECORDS. */}}
+{{- with $a.ledgerWriteFailing }}{{ if .enabled }}
+{{- $expr := printf "sum by (namespace, pod) (increase(inkit_connector_ledger_writes_total{%s, result=\"failed\"}[%s])) > 0\n" $s .window }}
+{{- $rules = append $rules (include "inkit-connector.alertRule" (dict "root" $ "name" "InkitConnectorLedgerWriteFailing" "values" . "expr" $expr
+  "summary" `Sent-ledger writes failing on {{ $labels.namespace }}/{{ $labels.pod }}.`
+  "description" (printf `Sent-ledger writes have kept failing on pod {{ $labels.pod }} for more than %s ({{ $value | printf "%%.0f" }} in the last %s): deliveries are not finished or committed until their ledger record lands, so delivery stops at MAX_UNCOMMITTED_RECORDS.` .for .window)) | fromYaml) }}
+{{- end }}{{ end }}
+
 {{- with $a.authBlocked }}{{ if .enabled }}
 {{- $expr := printf "max by (namespace, pod) (inkit_connector_auth_blocked{%s}) == 1\n" $s }}
 {{- $rules = append $rules (include "inkit-connector.alertRule" (dict "root" $ "name" "InkitConnectorAuthBlocked" "values" . "expr" $expr

@@ -15,6 +15,12 @@ Included once, from deployment.yaml.
 {{- if and $v.kafka.dlqTopic (eq $v.kafka.dlqTopic $v.kafka.topic) }}
 {{- fail "kafka.dlqTopic must differ from kafka.topic" }}
 {{- end }}
+{{- if and $v.ledger.topic (has $v.ledger.topic (list $v.kafka.topic $v.kafka.dlqTopic)) }}
+{{- fail "ledger.topic must differ from kafka.topic and kafka.dlqTopic" }}
+{{- end }}
+{{- if and (eq $v.inkit.ambiguousSendPolicy "dead-letter") (not $v.ledger.enabled) }}
+{{- fail "inkit.ambiguousSendPolicy=dead-letter needs ledger.enabled=true (its intents live in the sent-ledger)" }}
+{{- end }}
 {{- if and (hasPrefix "confluent-" $v.kafka.valueFormat) (not $v.schemaRegistry.url) }}
 {{- fail (printf "kafka.valueFormat=%s needs schemaRegistry.url (or set kafka.valueFormat to avro or json)" $v.kafka.valueFormat) }}
 {{- end }}

@@ -23,7 +23,7 @@ from connector.inkit.client import InkitClient
 from connector.inkit.retry import Backoff
 from connector.inkit.sender import Sender
 from connector.kafka.dlq import DeadLetterQueue
-from connector.models import SegmentMessage
+from connector.models import AmbiguousPolicy, SegmentMessage
 from connector.observability.metrics import Metrics
 from tests.fakes import FakeConsumer, FakeProducer, JsonDecoder, SimpleMapper
 
@@ -50,12 +50,16 @@ class Harness:
             self.http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
             return InkitClient(self.http, self.metrics)
 
+        policy = kw.pop("ambiguous_policy", AmbiguousPolicy.RESEND)
+        assert isinstance(policy, AmbiguousPolicy)
+
         self.sender = Sender(
             factory,
             self.metrics,
             retry_max_s=float(kw.pop("retry_max_s", 60.0)),  # type: ignore[arg-type]
             backoff=Backoff(base_s=0.01, max_s=0.05),
             auth_probe_first_s=0.05,
+            ambiguous_policy=policy,
         )
         self.processor = Processor(
             consumer=consumer,
@@ -73,6 +77,7 @@ class Harness:
             scanner=kw.pop("scanner", None),  # type: ignore[arg-type]
             ledger=kw.pop("ledger", None),  # type: ignore[arg-type]
             max_event_age_s=kw.pop("max_event_age_s", None),  # type: ignore[arg-type]
+            ambiguous_policy=policy,
         )
         consumer.commit_cb = self.processor.on_commit
 
