@@ -39,8 +39,13 @@ lint: setup  ## ruff format check, ruff lint, mypy --strict, generated docs in s
 typecheck: setup
 	$(VENV)/bin/mypy
 
+# Two pytest-xdist workers: most of the suite waits on brokers, processes and simulated latency,
+# so two at a time roughly halve the wall time on a 2-core machine (tests/conftest.py keeps tests
+# that share a costly fixture on one worker). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
+
 test: setup tools lint  ## everything: lint, type checks, unit and integration tests on a real Kafka broker
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup)
 
 test-unit: setup  ## only the fast tests (no broker)
 	$(PY) -m pytest -m "not integration"

@@ -73,6 +73,7 @@ class FakeConsumer:
     # longer fails for that partition with OFFSET_METADATA_TOO_LARGE and changes nothing
     # (Kafka's OffsetCommit handler; librdkafka reports it per partition in on_commit).
     max_metadata_bytes: int = 4096
+    member_id: str = "member-1"  # memberid(): this member's id in the group
     lock: threading.Lock = field(default_factory=threading.Lock)
     _callbacks: dict[str, Any] = field(default_factory=dict)
     _pending_revoke: list[int] = field(default_factory=list)
@@ -118,6 +119,9 @@ class FakeConsumer:
         if not out:
             threading.Event().wait(timeout)
         return out
+
+    def memberid(self) -> str:
+        return self.member_id
 
     def seek(self, tp: TopicPartition) -> None:
         with self.lock:

@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from connector.delivery.handoff import member_id
 from connector.delivery.offsets import (
     MAX_METADATA_CHARS,
     OffsetTracker,
@@ -26,6 +27,7 @@ from connector.delivery.offsets import (
     to_ranges,
 )
 from connector.delivery.partition import PartitionState, TPKey
+from connector.delivery.scan_window import commit_since_ms
 from connector.observability.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class Committer:
         self._metadata_chars = MAX_METADATA_CHARS  # lowered when the broker refuses it
         self._metadata_off = False
         self._gate_logged = 0.0
+        self._announcer: str | None = None  # this member's id, while announcing a drain
 
     # -- the cap on uncommitted records --------------------------------------------------------
     def finished(self, state: PartitionState) -> None:
@@ -193,7 +196,14 @@ class Committer:
         """The offsets (with their metadata) a commit now would send, recorded as sent."""
         keys = set(only) if only is not None else None
         offsets: list[Any] = []
-        for (topic, partition), next_offset in self._tracker.all_committable().items():
+        committable = self._tracker.all_committable()
+        for key, assigned in self._partitions.items():
+            # Nothing read since the assignment (idle): its commit is the previous owner's,
+            # made again now and then so that its "since" follows (see _since_ms).
+            idle = key not in committable and not assigned.held
+            if idle and assigned.initial_committed is not None:
+                committable[key] = assigned.initial_committed
+        for (topic, partition), next_offset in committable.items():
             if keys is not None and (topic, partition) not in keys:
                 continue
             state = self._partitions.get((topic, partition))
@@ -203,12 +213,25 @@ class Committer:
                 # Known finished and not read again yet: the next owner must skip them too.
                 known = to_ranges(state.already_done | state.already_dead_lettered)
                 ranges = merge_ranges(done, known)
+            # Encoded twice: what the text covers decides its "since". The second text is not
+            # longer than the first (since_ms is at most now, the same number of digits), so it
+            # covers at least as much.
+            now_ms = int(self._wall_clock() * 1000)
             metadata, covered = encode_metadata(
                 next_offset,
                 ranges,
-                self._tracker.since_ms(topic, partition),
+                now_ms,
                 draining_until_ms,
                 self._metadata_chars,
+                self._announcer,
+            )
+            since = (
+                now_ms
+                if state is None
+                else commit_since_ms(state, self._tracker, next_offset, covered, now_ms)
+            )
+            metadata, covered = encode_metadata(
+                next_offset, ranges, since, draining_until_ms, self._metadata_chars, self._announcer
             )
             if self._metadata_off:
                 metadata, covered = "", next_offset - 1
@@ -241,7 +264,11 @@ class Committer:
         new owner would re-send what the drain delivers. Asynchronous: it goes out before the
         member's next JoinGroup on the coordinator connection, and never blocks."""
         until_s = self._wall_clock() + self._drain_timeout_s + HANDOFF_MARGIN_S
-        self.commit(force=True, only=keys, draining_until_ms=int(until_s * 1000))
+        self._announcer = member_id(self._consumer)
+        try:
+            self.commit(force=True, only=keys, draining_until_ms=int(until_s * 1000))
+        finally:
+            self._announcer = None
 
     def commit_revoked(self, keys: list[TPKey]) -> None:
         """The final commit of revoked partitions. When librdkafka rejoined the group under the

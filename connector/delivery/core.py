@@ -22,7 +22,7 @@ from connector.errors import ConsumerError, RecordError
 from connector.inkit.retry import Backoff
 from connector.inkit.sender import Job, Result, Sender
 from connector.kafka.dlq import DeadLetterQueue
-from connector.kafka.dlq_recovery import DeadLetterScanner
+from connector.kafka.dlq_recovery import DeadLetterScans
 from connector.kafka.ledger import SentLedger
 from connector.models import InkitRequest, Outcome, SegmentMessage, Skip
 from connector.observability.metrics import Metrics
@@ -51,7 +51,7 @@ class ProcessorCore:
     _max_in_flight: int
     _max_buffered: int
     _drain_timeout_s: float
-    _scanner: DeadLetterScanner | None
+    _scanner: DeadLetterScans | None
     _clock: Callable[[], float]
     _wall_clock: Callable[[], float]
     _tracker: OffsetTracker
@@ -114,4 +114,10 @@ class ProcessorCore:
         raise NotImplementedError
 
     def _flow_control(self) -> None:
+        raise NotImplementedError
+
+    def _request_scans(self, since: dict[TPKey, int]) -> None:
+        raise NotImplementedError
+
+    def _drop_scan(self, state: PartitionState) -> None:
         raise NotImplementedError

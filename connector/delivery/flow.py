@@ -32,8 +32,9 @@ class FlowControl(ProcessorCore):
         # offset (or auto.offset.reset), not from where the fetcher was (librdkafka), which
         # re-reads records; so it stays unpaused until its first record: one record at most.
         wanted = {key for key in wanted if self._partitions[key].last_offset is not None}
-        # Waiting for a previous owner's final commit: paused (a seek follows anyway).
-        wanted |= {k for k, s in self._partitions.items() if s.handoff_until_ms is not None}
+        # Waiting for a previous owner's final commit or a dead-letter scan: paused (a seek
+        # follows anyway).
+        wanted |= {k for k, s in self._partitions.items() if s.held}
         to_pause = wanted - self._paused
         to_resume = self._paused - wanted
         if to_pause:
@@ -89,6 +90,8 @@ class FlowControl(ProcessorCore):
         """What holds ``state``'s oldest unfinished record, and when it was read (wall s)."""
         if state.handoff_until_ms is not None:
             return "handoff", state.assigned_at_s
+        if state.scan is not None:
+            return "dlq_scan", state.assigned_at_s
         read_ms = self._tracker.oldest_read_ms(state.topic, state.partition)
         offset = self._tracker.committable(state.topic, state.partition)
         if read_ms is None or offset is None:

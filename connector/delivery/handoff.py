@@ -6,7 +6,16 @@ elsewhere before that drain ends (a rejoin on a topic metadata change, under the
 callback); a new owner that read the committed offset then would re-send everything the drain
 delivers. So the new owner reads nothing from such a partition (it stays paused), reads the
 group's commit again every HANDOFF_POLL_S without blocking the loop, and once the announcement is
-gone (the final commit landed) or its deadline passed, seeks to that commit and starts.
+gone (the final commit landed), its announcer has left the group, or its deadline passed, seeks
+to that commit and starts.
+
+Clocks: the announcement's deadline is the old owner's wall clock. It is compared with ours once,
+at assignment (``handoff_wait_s``), and turned into a wait on our monotonic clock that is never
+longer than our own drain bound (an old owner's clock far ahead cannot hold a partition for
+hours) and, for a skew up to that bound either way, never shorter than the drain really has left
+(an old owner's clock behind ours does not skip the wait); an owner that names itself in the
+announcement is waited for the bound whatever the clocks say. What ends a wait early needs no
+clock: the final commit, or the announcing member gone from the group.
 """
 
 from __future__ import annotations
@@ -31,10 +40,44 @@ logger = logging.getLogger(__name__)
 
 HANDOFF_POLL_S = 0.2
 
+
+def handoff_wait_s(
+    until_ms: int, now_ms: int, bound_s: float, *, announcer: str | None = None
+) -> float:
+    """How long a new owner waits, on its own monotonic clock, for a drain announced until
+    ``until_ms`` (the old owner's wall clock) when its own wall clock reads ``now_ms``.
+
+    A real drain never has more than ``bound_s`` left (the announcer's deadline is its drain
+    timeout plus a margin; ours is the same configuration), so the wait is never longer. An
+    announcer that named itself is waited for the whole bound whatever the clocks say: the
+    wait ends early, without any clock, when its final commit lands or it leaves the group.
+    An unnamed one (an older version, or metadata too small for the name): with the two clocks
+    ``skew`` apart the drain has ``remaining - skew`` left, so waiting ``remaining + bound_s``
+    covers any ``|skew| <= bound_s``; nothing once the deadline passed more than ``bound_s``
+    ago (a drain that ended long ago, its final commit lost)."""
+    if announcer:
+        return bound_s
+    remaining_s = (until_ms - now_ms) / 1000
+    return min(bound_s, max(0.0, remaining_s + bound_s))
+
+
 # Reads the group's committed offsets (with metadata) for some partitions, without blocking.
 CommittedReader = Callable[[list[TopicPartition]], "Future[list[TopicPartition]]"]
 # The member ids of the group (this one included), without blocking.
 GroupMembers = Callable[[], "Future[list[str]]"]
+
+
+def member_id(consumer: Any) -> str | None:
+    """This member's group member id, or None (not known yet, or a consumer without one):
+    named in a drain announcement (commits.py) so that a next owner can tell when it left."""
+    memberid = getattr(consumer, "memberid", None)
+    if memberid is None:
+        return None
+    try:
+        member = memberid()
+    except (KafkaException, RuntimeError):
+        return None
+    return member if isinstance(member, str) and member else None
 
 
 def admin_group_members(admin: Any, group_id: str) -> GroupMembers:
@@ -85,8 +128,8 @@ def admin_committed_reader(admin: Any, group_id: str) -> CommittedReader:
 
 class Handoffs:
     """Watches the partitions of ``partitions`` whose ``handoff_until_ms`` is set (by the
-    assignment) and ends each handoff; ``rescan(key, offset, metadata)`` returns the offsets whose
-    dead-letter copy the previous owner already wrote (dlq_recovery.py)."""
+    assignment) and ends each handoff; ``rescan(state, metadata)`` then holds the partition until
+    the dead letters the previous owner wrote since its final commit are known (scan_gate.py)."""
 
     def __init__(
         self,
@@ -94,7 +137,7 @@ class Handoffs:
         consumer: Any,
         partitions: dict[TPKey, PartitionState],
         reader: CommittedReader | None,
-        rescan: Callable[[TPKey, int, CommitMetadata], set[int]],
+        rescan: Callable[[PartitionState, CommitMetadata], None],
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         members: GroupMembers | None = None,
@@ -140,7 +183,7 @@ class Handoffs:
             offset = tp.offset if tp.offset >= 0 else None
             metadata = CommitMetadata() if offset is None else decode_metadata(offset, tp.metadata)
             if metadata.draining_until_ms is not None and not expired:
-                if not self._alone():
+                if not self._announcer_gone(metadata.draining_by):
                     continue
                 logger.info(
                     "%s[%s]: its previous owner has left the group; not waiting for its drain",
@@ -149,10 +192,11 @@ class Handoffs:
                 )
             self._end(state, offset, metadata, expired=expired)
 
-    def _alone(self) -> bool:
-        """True once a members read (issued here, never blocking) says this member is the
-        group's only one: exactly its own member id, so an empty or partial description (a
-        group of another protocol, a read during a rebalance) never counts as alone."""
+    def _announcer_gone(self, announcer: str | None) -> bool:
+        """True once a members read (issued here, never blocking) lists this member and either
+        nobody else or not ``announcer`` (the draining owner that named itself): a member that
+        left will never make its final commit. A description without this member (a group of
+        another protocol, a read during a rebalance) never counts."""
         if self._members is None:
             return False
         read = self._members_read
@@ -167,7 +211,11 @@ class Handoffs:
             me = self._consumer.memberid()
         except (KafkaException, RuntimeError):
             return False
-        return bool(me) and members == [me]
+        if not me or me not in members:
+            return False
+        if announcer == me:
+            return True  # our own drain, before this partition came back: it is over
+        return members == [me] or (announcer is not None and announcer not in members)
 
     def _end(
         self,
@@ -189,7 +237,7 @@ class Handoffs:
         state.initial_committed = offset
         state.already_done = set(metadata.done)
         if offset is not None:
-            state.already_dead_lettered = self._rescan(key, offset, metadata)
+            self._rescan(state, metadata)  # holds it until the dead-letter scan answers
         state.last_offset = None
         if expired:
             logger.warning(

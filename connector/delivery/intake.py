@@ -75,8 +75,8 @@ class Intake(ProcessorCore):
         state = self._partitions.get(key)
         if state is None:
             return 0  # a record of a partition we no longer own: its new owner reads it
-        if state.handoff_until_ms is not None:
-            return 0  # read again from the previous owner's final commit (see handoff.py)
+        if state.held:
+            return 0  # read again from the commit once released (handoff.py, scan_gate.py)
         offset = record.offset()
         if state.last_offset is not None and offset <= state.last_offset:
             # librdkafka fetched a range again (seen after a pause/resume during a rebalance):

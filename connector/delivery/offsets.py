@@ -16,13 +16,12 @@ class _PartitionOffsets:
     """What one partition's tracker keeps: only the records not finished yet (memory grows with
     those, not with everything finished above a stuck record: issue #13, defect 5)."""
 
-    __slots__ = ("last_read_ms", "next_offset", "read_at", "unfinished")
+    __slots__ = ("next_offset", "read_at", "unfinished")
 
     def __init__(self) -> None:
         self.unfinished: deque[int] = deque()  # offsets read and not finished, increasing
         self.read_at: dict[int, int] = {}  # when each unfinished offset was read (epoch ms)
         self.next_offset: int | None = None  # the offset after the last one read
-        self.last_read_ms: int | None = None  # when the last record was read
 
 
 class OffsetTracker:
@@ -49,7 +48,6 @@ class OffsetTracker:
         state.unfinished.append(offset)
         state.read_at[offset] = read_at_ms
         state.next_offset = offset + 1
-        state.last_read_ms = read_at_ms
 
     def mark_done(self, topic: str, partition: int, offset: int) -> None:
         """The record finished for good (delivered, skipped, or its dead-letter copy acked)."""
@@ -97,16 +95,10 @@ class OffsetTracker:
             return None
         return state.read_at[state.unfinished[0]]
 
-    def since_ms(self, topic: str, partition: int) -> int | None:
-        """An instant at or before which nothing uncommitted was worked on: the oldest unfinished
-        record's read time or, when all are finished, the last record's (a record read later,
-        and its dead-letter copy, come after it). None before the first record. Written into
-        every commit, also one made while nothing is pending (issue #13, defect 7)."""
+    def is_unfinished(self, topic: str, partition: int, offset: int) -> bool:
+        """``offset`` was read and is not finished yet."""
         state = self._partitions.get((topic, partition))
-        if state is None:
-            return None
-        oldest = self.oldest_read_ms(topic, partition)
-        return oldest if oldest is not None else state.last_read_ms
+        return state is not None and offset in state.read_at
 
     def outstanding(self, topic: str, partition: int) -> int:
         """Records tracked and not finished."""
@@ -148,7 +140,7 @@ def merge_ranges(*groups: Iterable[Range]) -> list[Range]:
 
 
 # Commit metadata: which records above the committed offset are already finished, and since when
-# the records from the committed offset on were being worked on. A partition's next owner (or
+# dead-letter copies it does not cover may exist (scan_window.py). A partition's next owner (or
 # this process after a crash) skips the finished ones instead of sending them again, so a record
 # that finished while an earlier one was still in flight is not a duplicate; and it looks for
 # dead-letter copies written since that instant (see dlq_recovery.py), so a crash between a
@@ -156,10 +148,12 @@ def merge_ranges(*groups: Iterable[Range]) -> list[Range]:
 # offset.metadata.max.bytes (4096 by default) per partition. An owner that starts draining a
 # partition it is giving up says so ("drain:<until ms>"): a next owner assigned the partition
 # before that drain ends waits for the final commit instead of re-sending what the drain
-# delivers. Format: "since:<ms>;drain:<ms>;done:0-3,7".
+# delivers; it names itself ("by:<member id>"), so that a next owner stops waiting once that
+# member has left the group (no clock needed). Format: "since:<ms>;drain:<ms>;by:<id>;done:0-3,7".
 METADATA_PREFIX = "done:"
 SINCE_PREFIX = "since:"
 DRAIN_PREFIX = "drain:"
+BY_PREFIX = "by:"
 SEPARATOR = ";"
 MAX_METADATA_CHARS = 3500
 
@@ -167,8 +161,9 @@ MAX_METADATA_CHARS = 3500
 @dataclass(frozen=True)
 class CommitMetadata:
     done: frozenset[int] = frozenset()  # absolute offsets above the committed one, finished
-    since_ms: int | None = None  # the uncommitted records were read at or after this instant
+    since_ms: int | None = None  # no copy the commit does not cover is older (scan_window.py)
     draining_until_ms: int | None = None  # the owner drains and commits again before this
+    draining_by: str | None = None  # the group member id of that owner
 
 
 def encode_metadata(
@@ -177,6 +172,7 @@ def encode_metadata(
     since_ms: int | None,
     draining_until_ms: int | None = None,
     max_chars: int = MAX_METADATA_CHARS,
+    draining_by: str | None = None,
 ) -> tuple[str, int]:
     """The commit metadata of ``committed``: ``since_ms`` and ``draining_until_ms`` (if any) and
     ``done`` as ranges, within ``max_chars``; and the highest offset it covers (what finished
@@ -184,6 +180,14 @@ def encode_metadata(
     parts = [] if since_ms is None else [f"{SINCE_PREFIX}{since_ms}"]
     if draining_until_ms is not None:
         parts.append(f"{DRAIN_PREFIX}{draining_until_ms}")
+        by = f"{BY_PREFIX}{draining_by}"
+        # Only where it fits (a broker with a small offset.metadata.max.bytes: instants only).
+        if (
+            draining_by
+            and SEPARATOR not in draining_by
+            and len(SEPARATOR.join([*parts, by])) <= max_chars
+        ):
+            parts.append(by)
     room = max_chars - sum(len(p) + 1 for p in parts)
     ranges, covered = encode_done(committed, done, room)
     if ranges:
@@ -198,9 +202,13 @@ def decode_metadata(committed: int, metadata: str | None) -> CommitMetadata:
         return CommitMetadata()
     instants: dict[str, int | None] = {SINCE_PREFIX: None, DRAIN_PREFIX: None}
     done: set[int] = set()
+    by: str | None = None
     for part in metadata.split(SEPARATOR):
         if part.startswith(METADATA_PREFIX):
             done = decode_done(committed, part)
+            continue
+        if part.startswith(BY_PREFIX):
+            by = part[len(BY_PREFIX) :] or None
             continue
         for prefix in instants:
             if part.startswith(prefix):
@@ -208,7 +216,12 @@ def decode_metadata(committed: int, metadata: str | None) -> CommitMetadata:
                     instants[prefix] = int(part[len(prefix) :])
                 except ValueError:
                     instants[prefix] = None
-    return CommitMetadata(frozenset(done), instants[SINCE_PREFIX], instants[DRAIN_PREFIX])
+    return CommitMetadata(
+        frozenset(done),
+        instants[SINCE_PREFIX],
+        instants[DRAIN_PREFIX],
+        by if instants[DRAIN_PREFIX] else None,
+    )
 
 
 def encode_done(

@@ -15,6 +15,19 @@ TPKey = tuple[str, int]
 
 
 @dataclass
+class PendingScan:
+    """A partition's records wait for this dead-letter scan (scan_gate.py)."""
+
+    since_ms: int  # the commit metadata's "since": no copy it does not cover is older
+    committed: int  # the committed offset: the scan looks at or above it, reading restarts there
+    done: frozenset[int]  # finished according to the commit metadata (skipped anyway)
+    started_s: float  # monotonic: the first attempt
+    future: Future[dict[TPKey, set[int]]] | None = None  # None: the next attempt is due
+    retry_at_s: float = 0.0
+    found: set[int] | None = None  # the answer, kept while the seek back is not possible yet
+
+
+@dataclass
 class PartitionState:
     """One assigned partition, from its assignment until it is revoked or lost."""
 
@@ -45,15 +58,26 @@ class PartitionState:
     # The previous owner is still draining the partition (commit metadata "drain:"): its
     # records are not read until its final commit lands or this wall-clock instant passes.
     handoff_until_ms: int | None = None
-    # The same instant on this process's monotonic clock, taken once at assignment and never
-    # later than our own drain deadline plus margin: the two hosts' wall clocks are compared
-    # only once, and a clock far ahead on the old owner cannot hold the partition for hours.
+    # When we stop waiting, on this process's monotonic clock: taken once at assignment, never
+    # later than our own drain deadline plus margin, and never earlier than the drain can end
+    # for a clock skew up to that bound either way (handoff.handoff_wait_s).
     handoff_deadline: float = 0.0
     assigned_at_s: float = 0.0  # wall clock: a handoff holds the partition since then
     holder: str | None = None  # the holder label last set on the oldest-unfinished gauge
     handoff_read: Future[list[TopicPartition]] | None = None
     handoff_next_read: float = 0.0
+    # Its records wait for a dead-letter scan (held like a handoff: dropped, paused, re-read).
+    scan: PendingScan | None = None
+    # When each dead-letter copy of ours was produced (wall ms), by source offset, for those
+    # not below the watermark: a commit's "since" is never later than one it does not cover.
+    dead_letters_at: dict[int, int] = field(default_factory=dict)
+    since_sent_ms: int | None = None  # the "since" of the last commit built (kept a while)
 
     @property
     def key(self) -> TPKey:
         return (self.topic, self.partition)
+
+    @property
+    def held(self) -> bool:
+        """Nothing of it is read yet: a previous owner drains it, or a scan is pending."""
+        return self.handoff_until_ms is not None or self.scan is not None

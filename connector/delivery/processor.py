@@ -7,7 +7,8 @@ becomes a done offset or a dead letter), rebalance.py (assign, revoke, lost, dra
 (backpressure and lag); core.py declares the state they share. Its collaborators: the
 Committer (commits.py: offset commits and the cap on uncommitted records), Handoffs
 (handoff.py: partitions whose previous owner still drains them), the DeadLetterScanner
-(kafka/dlq_recovery.py: dead letters a previous owner already wrote)."""
+(kafka/dlq_recovery.py: dead letters a previous owner already wrote; scan_gate.py holds the
+partitions that wait for it)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,12 @@ from connector.delivery.offsets import OffsetTracker
 from connector.delivery.ordering import KeyedScheduler
 from connector.delivery.rebalance import Rebalancing
 from connector.delivery.results import Results
+from connector.delivery.scan_gate import ScanGate
 from connector.errors import ConsumerError
 from connector.inkit.retry import Backoff
 from connector.inkit.sender import Sender
 from connector.kafka.dlq import DeadLetterQueue
-from connector.kafka.dlq_recovery import DeadLetterScanner
+from connector.kafka.dlq_recovery import DeadLetterScans
 from connector.kafka.ledger import SentLedger
 from connector.models import AmbiguousPolicy
 from connector.observability.metrics import Metrics
@@ -44,7 +46,7 @@ from connector.observability.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 
-class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate):
+class Processor(Rebalancing, ScanGate, Results, Intake, Dispatch, FlowControl, BreakerGate):
     """Owns the consumer and everything between a fetched record and its committed offset.
 
     Contract: ``run`` blocks until ``request_stop`` (from a signal handler) or a fatal Kafka
@@ -69,7 +71,7 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         max_uncommitted: int | None = None,
         commit_interval_s: float,
         commit: bool = True,
-        scanner: DeadLetterScanner | None = None,
+        scanner: DeadLetterScans | None = None,
         committed_reader: CommittedReader | None = None,
         breaker: CircuitBreaker | None = None,
         group_members: GroupMembers | None = None,
@@ -242,6 +244,7 @@ class Processor(Rebalancing, Results, Intake, Dispatch, FlowControl, BreakerGate
         self._probe_held()
         self._retry_dead_letters()
         self._handoffs.check()
+        self._check_scans()
         self._dispatch()
         self._flow_control()
         # Never fetch more than the buffer has room for (at least 1: consume() also serves

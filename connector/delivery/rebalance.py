@@ -13,9 +13,10 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from connector.delivery.commits import HANDOFF_MARGIN_S
 from connector.delivery.core import ProcessorCore
-from connector.delivery.offsets import CommitMetadata, decode_metadata
+from connector.delivery.handoff import handoff_wait_s
+from connector.delivery.offsets import decode_metadata
 from connector.delivery.partition import PartitionState, TPKey
-from connector.errors import ConsumerError, DeadLetterScanError
+from connector.errors import ConsumerError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Rebalancing(ProcessorCore):
         self._generation += 1
         committed: dict[TPKey, tuple[int | None, set[int]]] = {}
         since: dict[TPKey, int] = {}
-        handoff: dict[TPKey, int] = {}
+        handoff: dict[TPKey, tuple[int, float]] = {}  # announced deadline, our wait
         try:
             for tp in consumer.committed(partitions, timeout=10):
                 offset = tp.offset if tp.offset >= 0 else None
@@ -54,14 +55,20 @@ class Rebalancing(ProcessorCore):
                     continue
                 metadata = decode_metadata(offset, tp.metadata)
                 committed[key] = (offset, set(metadata.done))
-                if (metadata.draining_until_ms or 0) > self._wall_ms():
-                    handoff[key] = metadata.draining_until_ms or 0
-                    continue  # read again when the handoff ends
+                if metadata.draining_until_ms is not None:
+                    wait_s = handoff_wait_s(
+                        metadata.draining_until_ms,
+                        self._wall_ms(),
+                        self._drain_timeout_s + HANDOFF_MARGIN_S,
+                        announcer=metadata.draining_by,
+                    )
+                    if wait_s > 0:
+                        handoff[key] = (metadata.draining_until_ms, wait_s)
+                        continue  # read again when the handoff ends
                 if metadata.since_ms is not None:
                     since[key] = metadata.since_ms
         except KafkaException as exc:
             logger.warning("could not read committed offsets at assignment: %s", exc.args[0])
-        dead_lettered = self._dead_letters_since(since, committed)
         for tp in partitions:
             key = (tp.topic, tp.partition)
             offset, done = committed.get(key, (None, set()))
@@ -71,71 +78,27 @@ class Rebalancing(ProcessorCore):
                 self._generation,
                 initial_committed=offset,
                 already_done=done,
-                already_dead_lettered=dead_lettered.get(key, set()),
-                handoff_until_ms=handoff.get(key),
+                handoff_until_ms=handoff[key][0] if key in handoff else None,
                 assigned_at_s=self._wall_clock(),
                 has_commit=offset is not None,
                 landed_offset=offset,
             )
             if key in handoff:
-                remaining_s = (handoff[key] - self._wall_ms()) / 1000
-                bound_s = self._drain_timeout_s + HANDOFF_MARGIN_S
-                self._partitions[key].handoff_deadline = self._clock() + min(
-                    bound_s, max(0.0, remaining_s)
-                )
-            if key in handoff:
+                # Our monotonic clock from here on: the wall clocks were compared once.
+                self._partitions[key].handoff_deadline = self._clock() + handoff[key][1]
                 logger.info(
                     "%s[%s]: its previous owner is still draining it; waiting for its final "
                     "commit (at most %.0fs)",
                     key[0],
                     key[1],
-                    max(0.0, (handoff[key] - self._wall_ms()) / 1000),
+                    handoff[key][1],
                 )
+        # Dead letters a previous owner may have written after its last commit: read back on
+        # the scanner's thread, never here (a long read here starved /healthz's heartbeat);
+        # the partitions wait for the answer (scan_gate.py).
+        self._request_scans(since)
         self._metrics.assigned_partitions.set(len(self._partitions))
         logger.info("partitions assigned: %s", _describe(partitions))
-
-    def _dead_letters_since(
-        self, since: dict[TPKey, int], committed: dict[TPKey, tuple[int | None, set[int]]]
-    ) -> dict[TPKey, set[int]]:
-        """Offsets of the newly assigned partitions whose dead-letter copy a previous owner
-        wrote after its last commit (a crash came between the ack and the commit)."""
-        if self._scanner is None or self._dlq is None or not since:
-            return {}
-        watermarks = {key: committed[key][0] for key in since}
-        started = self._clock()
-        try:
-            found = self._scanner.written_since(
-                min(since.values()), {k: v for k, v in watermarks.items() if v is not None}
-            )
-        except DeadLetterScanError as exc:
-            self._metrics.dead_letter_scans.labels("failed").inc()
-            logger.warning(
-                "could not read the dead-letter topic back (%s); a dead letter written just "
-                "before the previous owner stopped may be written again",
-                exc.detail,
-            )
-            return {}
-        self._metrics.dead_letter_scans.labels("ok").inc()
-        # Those the commit metadata already lists as done are skipped anyway.
-        found = {k: v - committed[k][1] for k, v in found.items() if v - committed[k][1]}
-        if found:
-            # Only after an unclean stop (a crash between a dead-letter ack and the commit).
-            logger.warning(
-                "dead letters already written by a previous owner, not written again: %s "
-                "(scan took %.2fs)",
-                ", ".join(f"{t}[{p}]: {len(o)}" for (t, p), o in sorted(found.items())),
-                self._clock() - started,
-            )
-        return found
-
-    def _rescan_dead_letters(self, key: TPKey, offset: int, metadata: CommitMetadata) -> set[int]:
-        """After a handover: the dead letters of ``key`` written since ``metadata.since_ms``."""
-        if metadata.since_ms is None:
-            return set()
-        found = self._dead_letters_since(
-            {key: metadata.since_ms}, {key: (offset, set(metadata.done))}
-        )
-        return found.get(key, set())
 
     def _wall_ms(self) -> int:
         return int(self._wall_clock() * 1000)
@@ -226,6 +189,7 @@ class Rebalancing(ProcessorCore):
         for key in gone:
             state = self._partitions.pop(key, None)
             if state is not None:
+                self._drop_scan(state)
                 self._unfinished -= state.unfinished
                 # Still in flight after the drain deadline: abandon them. Inkit may still
                 # accept some; the partition's next owner re-sends them (a possible duplicate).

@@ -148,6 +148,9 @@ class Results(ProcessorCore):
             else:
                 self._dlq_retry.append((self._clock() + DLQ_RETRY_S, record, error, gen))
 
+        # When it was produced, until a commit covers it: a commit's "since" is never later
+        # (commits.py), so a next owner's scan finds it however long ago it was.
+        state.dead_letters_at.setdefault(record.offset(), int(self._wall_clock() * 1000))
         self._dlq.send(record, error, done)
 
     def _retry_dead_letters(self) -> None:

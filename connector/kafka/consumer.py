@@ -28,6 +28,21 @@ CLASSIC_ONLY_KEYS = (
 )
 
 
+# What the loop may go without polling: a revoke's drain (DRAIN_TIMEOUT_SECONDS) plus this margin.
+POLL_MARGIN_S = 30.0
+MIN_MAX_POLL_INTERVAL_MS = 60_000
+
+
+def max_poll_interval_ms(settings: Settings) -> int:
+    """librdkafka's default max.poll.interval.ms is 300 s, and on the classic protocol it is also
+    the rebalance timeout sent in JoinGroup (rd_kafka_JoinGroupRequest, src/rdkafka_request.c):
+    the coordinator waits that long for a member that stopped rejoining (RELIABILITY.md, open
+    issue 1; over three minutes seen on Kafka 3.9.2). The loop never goes longer without polling
+    than a drain, so the drain bound plus a margin (at least 60 s) bounds that stall instead.
+    KAFKA_CONFIG_MAX_POLL_INTERVAL_MS still overrides it."""
+    return max(MIN_MAX_POLL_INTERVAL_MS, int((settings.drain_timeout_s + POLL_MARGIN_S) * 1000))
+
+
 def consumer_config(
     settings: Settings,
     error_cb: Callable[[Any], None],
@@ -45,6 +60,7 @@ def consumer_config(
         "statistics.interval.ms": "0",
         # librdkafka's default (5 min) leaves partitions added to the topic unread that long.
         "topic.metadata.refresh.interval.ms": "30000",
+        "max.poll.interval.ms": str(max_poll_interval_ms(settings)),
     }
     conf.update(settings.librdkafka_common())
     if group_protocol is not None:

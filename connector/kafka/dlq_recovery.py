@@ -7,14 +7,21 @@ a second copy. The last commit's metadata says since when the uncommitted record
 worked on (``since_ms``, see offsets.py); every copy of one of them was produced after that
 instant, so the scan reads the dead-letter topic from there (by timestamp, less a margin for
 clock steps) to its end, and returns the source offsets whose copy it found.
+
+The scan runs on its own daemon thread (``submit``), never inside the consume loop or its
+rebalance callbacks: the loop keeps polling and beating /healthz while the topic is read, and the
+partitions that wait for a scan stay held until its future resolves (delivery/scan_gate.py).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -27,7 +34,18 @@ TPKey = tuple[str, int]
 # clock step (NTP) between the two, or a dead-letter topic with LogAppendTime.
 MARGIN_MS = 60_000
 SCAN_TIMEOUT_S = 30.0
+# close() waits this long for a scan in progress to notice the stop (it checks between reads).
+CLOSE_WAIT_S = 5.0
 GROUP_HEADER = "inkit.consumer.group"
+
+ScanResult = dict[TPKey, set[int]]
+
+
+class DeadLetterScans(Protocol):
+    """What the consume loop needs of a scanner: a scan that runs elsewhere and answers later.
+    The future fails with DeadLetterScanError when the topic cannot be read to its end."""
+
+    def submit(self, since_ms: int, committed: Mapping[TPKey, int]) -> Future[ScanResult]: ...
 
 
 class DeadLetterScanner:
@@ -53,6 +71,40 @@ class DeadLetterScanner:
         self._timeout_s = timeout_s
         self._clock = clock
         self._consumer: Any = None
+        self._requests: queue.SimpleQueue[tuple[Future[ScanResult], int, dict[TPKey, int]] | None]
+        self._requests = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def submit(self, since_ms: int, committed: Mapping[TPKey, int]) -> Future[ScanResult]:
+        """``written_since`` on the scanner's own thread (started on first use); scans run one
+        at a time, in order. Never blocks."""
+        future: Future[ScanResult] = Future()
+        if self._stop.is_set():
+            future.set_exception(DeadLetterScanError("the scanner is closed"))
+            return future
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._serve, name="dlq-scan", daemon=True)
+            self._worker.start()
+        self._requests.put((future, since_ms, dict(committed)))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            request = self._requests.get()
+            if request is None or self._stop.is_set():
+                break
+            future, since_ms, committed = request
+            if not future.set_running_or_notify_cancel():
+                continue  # its partitions were revoked before it started
+            try:
+                future.set_result(self.written_since(since_ms, committed))
+            except DeadLetterScanError as exc:
+                future.set_exception(exc)
+            except Exception as exc:  # a scan must always answer its future
+                logger.exception("dead-letter scan failed unexpectedly")
+                future.set_exception(DeadLetterScanError(f"unexpected {type(exc).__name__}"))
+        self._close_consumer()  # on this thread: the consumer is never used by two
 
     def written_since(self, since_ms: int, committed: Mapping[TPKey, int]) -> dict[TPKey, set[int]]:
         """For each source partition of ``committed``: the offsets at or above its committed
@@ -63,7 +115,27 @@ class DeadLetterScanner:
         except KafkaException as exc:
             raise DeadLetterScanError(f"reading {self._topic}: {exc.args[0]}") from None
 
-    def close(self) -> None:
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Stop: a scan in progress ends at its next read (its future fails), queued ones are
+        cancelled, and the worker closes the consumer. Waits at most ``wait_s`` for it."""
+        self._stop.set()
+        worker = self._worker
+        if worker is None:
+            self._close_consumer()
+            return
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                break
+            if request is not None:
+                request[0].cancel()
+        self._requests.put(None)
+        worker.join(wait_s)
+        if worker.is_alive():
+            logger.warning("the dead-letter scan did not stop within %.0fs; leaving it", wait_s)
+
+    def _close_consumer(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
@@ -97,6 +169,8 @@ class DeadLetterScanner:
         consumer.assign(assignment)
         try:
             while ends:
+                if self._stop.is_set():
+                    raise DeadLetterScanError("stopped (shutting down)")
                 if self._clock() > deadline:
                     raise DeadLetterScanError(
                         f"{self._topic} not read to its end within {self._timeout_s:.0f}s"

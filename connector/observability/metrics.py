@@ -65,6 +65,7 @@ HOLDERS = (
     "registry",
     "dead_letter",
     "dead_letter_retry",
+    "dlq_scan",
 )
 
 
@@ -213,7 +214,8 @@ class Metrics:
             "oldest_unfinished_age_seconds",
             "Per partition, how long ago its oldest unfinished record was read (0: none), and "
             "what holds it (holder: none, in_flight, retrying, auth, backpressure, handoff, "
-            "registry, dead_letter, dead_letter_retry). Grows without bound only in a stall.",
+            "registry, dead_letter, dead_letter_retry, dlq_scan). Grows without bound only in a "
+            "stall.",
             ("topic", "partition", "holder"),
         )
         self.ledger_entries = gauge(

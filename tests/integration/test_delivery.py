@@ -28,7 +28,7 @@ from tests.integration.harness import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.kafka3]
 
 Setup = Callable[..., "Pipeline"]
 
@@ -62,6 +62,10 @@ class Pipeline:
         self.produced += produce(self.bootstrap, self.topic, batch)
 
     def connector(self, **env: str) -> ConnectorProcess:
+        # The connector's default request timeout unless a test sets one: the harness's 2 s is
+        # too short on a busy machine, where the simulator (in this process) can answer after it
+        # and the retry of a request it had recorded counts as a duplicate nothing else caused.
+        env = {"INKIT_TIMEOUT_SECONDS": "10", **env}
         process = ConnectorProcess(
             connector_env(self.bootstrap, self.topic, self.dlq, self.simulator, self.group, **env),
             self.tmp_path,
@@ -208,7 +212,7 @@ def test_sigterm_drains_commits_and_a_restart_sends_nothing_twice(
     assert covered == delivered_before
     assert not p.all_delivered()
     second = p.connector().start()
-    wait_until(p.all_delivered, 90, second.log_tail())
+    wait_until(p.all_delivered, 180, second.log_tail())
     wait_until(p.all_committed, 30)
     assert second.stop() == 0
     deliveries = p.assert_no_loss_and_in_order()
@@ -310,23 +314,32 @@ def test_a_bad_key_pauses_delivery_and_it_recovers_by_itself(
 def test_one_partition_with_many_users_keeps_the_window_full(
     pipeline: Callable[..., Pipeline],
 ) -> None:
+    window = 32
     p = pipeline(partitions=1)
     p.simulator.set_faults(Faults(latency_ms=100))
     p.produce(users=500, events=1500)
-    connector = p.connector(INKIT_MAX_IN_FLIGHT="32").start()
-    peak = 0.0
+    connector = p.connector(INKIT_MAX_IN_FLIGHT=str(window)).start()
+    # The in-flight gauge, sampled while more than two windows of events were still to come
+    # (before the stream's tail, where fewer are left than the window holds).
+    samples: list[float] = []
 
     def sample() -> bool:
-        nonlocal peak
-        peak = max(peak, connector.metric("inkit_connector_requests_in_flight"))
-        return p.all_delivered()
+        in_flight = connector.metric("inkit_connector_requests_in_flight")
+        delivered = len(p.deliveries().unique())
+        if delivered > 0 and len(p.produced) - delivered > 2 * window:
+            samples.append(in_flight)
+        return delivered == len(p.produced)
 
-    wait_until(sample, 60, connector.log_tail())
+    wait_until(sample, 120, connector.log_tail())
     connector.stop()
-    assert peak == 32
-    arrivals = sorted(r.arrival for r in p.simulator.requests())
-    rate = len(arrivals) / (arrivals[-1] - arrivals[0])
-    assert rate > 0.6 * 32 / 0.1  # near 320/s: the window, not the partition, sets the pace
+    p.assert_no_loss_and_in_order()
+    assert max(samples) == window
+    # Requests in flight on average, measured directly rather than as throughput x latency
+    # (the same quantity by Little's law, but a busy machine stretches the latency and not the
+    # window): one partition's order keeps no more than one request per user in flight, and
+    # with 500 users the window, not the partition, sets the pace.
+    assert len(samples) >= 5, samples
+    assert sum(samples) / len(samples) > 0.6 * window, samples
 
 
 def test_two_then_three_processes_share_the_topic_and_graceful_moves_send_nothing_twice(

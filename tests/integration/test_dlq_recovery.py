@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, Producer
 from connector.errors import DeadLetterScanError
 from connector.kafka.dlq_recovery import MARGIN_MS, DeadLetterScanner
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.kafka3]
 
 
 def _copy(

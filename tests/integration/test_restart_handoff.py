@@ -28,7 +28,7 @@ from tests.integration.harness import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.kafka3]
 
 DRAIN_S = 60  # the announcement lasts DRAIN_S + 10 s: a restart that waited for it times out
 

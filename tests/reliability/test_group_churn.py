@@ -1,16 +1,23 @@
 """Group churn: three connector processes share a topic while partitions are added to it and
-members leave and join gracefully. Nothing may be lost and, since every transition is graceful
-(SIGTERM: drain, commit, leave), nothing may be sent twice.
+members leave and join gracefully. Nothing may be lost, and first deliveries keep per-user order.
 
-Run with the protocol the connector picks on this broker (Kafka 4.1: KIP-848 `consumer`), which
-CI asserts, and with `classic` forced (opt-in, --run-slow): librdkafka's classic cooperative
-protocol can hand a partition over while its revoke callback still runs and then stall the group
-when the partition count changes mid-rebalance, so that variant reports its duplicates."""
+Three variants (see ``VARIANTS``):
+- ``auto`` on the session's Kafka 4.x broker: the connector picks KIP-848 (``consumer``); since
+  every transition is graceful (SIGTERM: drain, commit, leave), nothing may be sent twice.
+- ``kafka3-classic`` on a Kafka 3.x broker, which does not enable KIP-848, so the connector picks
+  ``classic``. librdkafka's classic cooperative protocol can hand a partition over while its
+  revoke callback still runs and hold the old owner's final commit (RELIABILITY.md, open issue 1),
+  so duplicates happen; CI asserts their measured bound instead: at most MAX_UNCOMMITTED_RECORDS
+  per graceful stop (what one member may have delivered and not yet committed), nothing lost.
+- ``classic`` forced on the 4.x broker (opt-in, --run-slow): the same protocol, reported.
+"""
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
+import signal
 import time
 import uuid
 from collections import defaultdict
@@ -21,6 +28,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewPartitions
 
 from connector.testing.inkit_simulator import Faults, InkitSimulator, RecordedRequest
+from connector.testing.kafka_jars import DEFAULT_VERSION, KAFKA3_VERSION
 from connector.testing.topics import wait_for_topic
 from tests.integration.harness import (
     ConnectorProcess,
@@ -43,6 +51,29 @@ WAVE = 1000
 # librdkafka notices new partitions of a subscribed topic only when it refreshes metadata:
 # every topic.metadata.refresh.interval.ms, 300,000 ms by default.
 METADATA_REFRESH_MS = 1000
+# The connector's cap on what one member has delivered and not yet committed (its default,
+# 4 x INKIT_MAX_IN_FLIGHT, set explicitly so the bound below reads from one place).
+MAX_UNCOMMITTED = 256
+
+# The connector's default. The harness's 2 s is too short on a busy machine: the simulator, in
+# the test's process, can answer after it, and the retry of a request it had already recorded
+# counts as a duplicate that no group transition caused.
+INKIT_TIMEOUT_S = "10"
+
+# On the classic protocol librdkafka can stop rejoining the group ("incremental assignment
+# pending", open issue 1) and the coordinator then waits for it up to the member's rebalance
+# timeout, which librdkafka sends as max.poll.interval.ms (rd_kafka_JoinGroupRequest in
+# src/rdkafka_request.c; default 300 s: a stall of over three minutes was seen here), before it
+# drops the member and completes the rebalance without it. 30 s bounds that stall and stays
+# well above the longest the connector goes without polling (a drain, DRAIN_TIMEOUT_SECONDS=10).
+CLASSIC_ENV = {"KAFKA_CONFIG_MAX_POLL_INTERVAL_MS": "30000"}
+
+# (broker version, group protocol setting): "auto" lets the connector pick from the brokers.
+VARIANTS = [
+    pytest.param(DEFAULT_VERSION, "auto", id="auto"),
+    pytest.param(DEFAULT_VERSION, "classic", id="classic", marks=pytest.mark.slow),
+    pytest.param(KAFKA3_VERSION, "auto", id="kafka3-classic"),
+]
 
 
 class Group:
@@ -55,8 +86,10 @@ class Group:
         simulator: InkitSimulator,
         tmp_path: Path,
         protocol: str,
+        **env: str,
     ) -> None:
         self.protocol = protocol
+        self.env = env
         self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         self.partitions = 3
@@ -86,7 +119,10 @@ class Group:
             self.simulator,
             self.group,
             KAFKA_CONFIG_TOPIC_METADATA_REFRESH_INTERVAL_MS=str(METADATA_REFRESH_MS),
+            MAX_UNCOMMITTED_RECORDS=str(MAX_UNCOMMITTED),
+            INKIT_TIMEOUT_SECONDS=INKIT_TIMEOUT_S,
             **({"KAFKA_CONFIG_GROUP_PROTOCOL": self.protocol} if self.protocol != "auto" else {}),
+            **self.env,
         )
         process = ConnectorProcess(env, self.tmp_path, name=f"churn-{len(self.processes)}")
         self.processes.append(process.start())
@@ -120,32 +156,46 @@ class Group:
         return committed(self.bootstrap, self.group, self.topic, self.partitions) == ends
 
 
-@pytest.fixture(
-    params=["auto", pytest.param("classic", marks=pytest.mark.slow)], ids=["auto", "classic"]
-)
+@pytest.fixture
 def group(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],
     inkit_simulator: InkitSimulator,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
+    protocol: str,
+    kafka_version: str,
 ) -> Iterator[Group]:
-    g = Group(kafka_bootstrap, topic_factory, inkit_simulator, tmp_path, request.param)
+    env = CLASSIC_ENV if kafka_version == KAFKA3_VERSION else {}
+    g = Group(kafka_bootstrap, topic_factory, inkit_simulator, tmp_path, protocol, **env)
     yield g
     for process in g.processes:
         if process.proc is not None and process.proc.poll() is None:
             process.kill()
 
 
-@pytest.mark.timeout(600)
-def test_partitions_added_and_graceful_member_changes_lose_nothing_and_send_nothing_twice(
-    group: Group, request: pytest.FixtureRequest
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(("kafka_version", "protocol"), VARIANTS, indirect=["kafka_version"])
+def test_partitions_added_and_graceful_member_changes_lose_nothing(
+    group: Group, kafka_version: str, request: pytest.FixtureRequest
 ) -> None:
     clock = Stopwatch()
     group.simulator.set_faults(Faults(latency_ms=10, latency_max_ms=30))
     group.produce_wave()
     members = [group.start() for _ in range(3)]
-    wait_until(lambda: group.delivered_count() > 300, 60, members[0].log_tail())
+    wait_until(lambda: group.delivered_count() > 300, 120, members[0].log_tail())
+
+    # Duplicates so far when each graceful stop began: the ones a stop may have caused are
+    # those after it (and before the next), which the classic protocol's bound is about.
+    at_stop: list[int] = []
+
+    def stop(member: ConnectorProcess, meanwhile: Callable[[], None] | None = None) -> int:
+        group.page()
+        at_stop.append(Deliveries.of(group.recorded).duplicates())
+        if meanwhile is None:
+            return member.stop()
+        member.signal(signal.SIGTERM)
+        meanwhile()
+        return member.wait()
 
     # Partitions 3..5 appear while every member is busy; events now land on six partitions.
     added_at = time.monotonic()
@@ -163,20 +213,31 @@ def test_partitions_added_and_graceful_member_changes_lose_nothing_and_send_noth
 
     exits: list[int] = []
     # A member leaves gracefully while records fly; a new one takes its place.
-    exits.append(members[0].stop())
+    exits.append(stop(members[0]))
     baseline = group.delivered_count()
-    wait_until(lambda: group.delivered_count() > baseline + 200 or group.all_delivered(), 60)
+    # The two left go on. On the classic protocol librdkafka can stall the group here until it
+    # rejoins (open issue 1: up to about a minute measured), hence the generous deadline; the
+    # time it took is reported.
+    left_clock = Stopwatch()
+    wait_until(lambda: group.delivered_count() > baseline + 200 or group.all_delivered(), 180)
+    after_leave_s = left_clock()
     members[0] = group.start()
     group.produce_wave()
-    # Another leaves, partitions grow again, and it comes back.
-    exits.append(members[1].stop())
-    group.add_partitions(9)
+    # Another leaves and, while it drains, partitions grow again (the classic protocol's hard
+    # case: a partition count change during a revoke); then it comes back.
+    exits.append(stop(members[1], meanwhile=lambda: group.add_partitions(9)))
     members[1] = group.start()
     group.produce_wave()
-    wait_until(group.all_delivered, 120, members[2].log_tail())
+    wait_until(group.all_delivered, 180, members[2].log_tail())
     wait_until(group.all_committed, 60, members[2].log_tail())
-    exits += [m.stop() for m in members]
-    assert exits == [0] * len(exits)
+    exits += [stop(m) for m in members]
+    # On the classic protocol a stopping member's final commit can be held behind a rebalance
+    # until its shutdown watchdog ends the process with exit 1 (open issue 1); what it then
+    # leaves uncommitted is what the duplicate bound below covers. Any other exit is a failure.
+    held = sum("shutdown exceeded" in p.log_text() for p in group.processes)
+    classic = not (group.protocol == "auto" and kafka_version == DEFAULT_VERSION)
+    expected_exits = [0] * (len(exits) - held) + [1] * held if classic else [0] * len(exits)
+    assert sorted(exits) == expected_exits
 
     deliveries = Deliveries.of(group.recorded)
     missing = group.expected() - deliveries.unique()
@@ -199,10 +260,15 @@ def test_partitions_added_and_graceful_member_changes_lose_nothing_and_send_noth
     assert read_all(group.bootstrap, group.dlq, timeout_s=3) == []
     logs = "".join(p.log_text() for p in group.processes)
     protocols = set(re.findall(r"consumer group protocol: (\w+)", logs))
+    # Duplicates per window: before the first stop (three joins and a partition add), then from
+    # each graceful stop to the next.
+    marks = [0, *at_stop, deliveries.duplicates()]
+    per_window = [b - a for a, b in itertools.pairwise(marks)]
     write_figures(
         request,
-        f"group-churn-{group.protocol}",
+        f"group-churn-{request.node.callspec.id}",
         {
+            "kafka_version": kafka_version,
             "group_protocol": ",".join(sorted(protocols)),
             "events": len(group.produced),
             "partitions": "3 -> 6 -> 9",
@@ -210,14 +276,27 @@ def test_partitions_added_and_graceful_member_changes_lose_nothing_and_send_noth
             "graceful_stops": len(exits),
             "lost": len(missing),
             "duplicates": deliveries.duplicates(),
+            "duplicates_before_the_first_stop": per_window[0],
+            "duplicates_per_graceful_stop": per_window[1:],
+            "stops_ended_by_the_shutdown_watchdog": held,
+            "max_uncommitted_records": MAX_UNCOMMITTED,
             "order_violations_per_partition": len(violations),
             "new_partitions_first_delivery_s": first_pickup_s,
+            "first_200_after_a_leave_s": after_leave_s,
             "topic_metadata_refresh_interval_ms": METADATA_REFRESH_MS,
             "rebalance_drains": logs.count("drain (revoke)"),
             "handoffs_waited_for": logs.count("is still draining it"),
             "seconds": clock(),
         },
     )
-    if group.protocol == "auto":
+    if kafka_version == KAFKA3_VERSION:
+        assert protocols == {"classic"}, "Kafka 3.x brokers do not enable KIP-848"
+    if not classic:
         assert protocols == {"consumer"}, "the broker enables KIP-848: it must be picked"
         assert deliveries.duplicates() == 0, "a graceful transition sent something twice"
+    else:
+        # Classic: open issue 1's bound, as measured (RELIABILITY.md). Each window holds one
+        # group transition (a graceful stop and what follows it; the first, the joins and a
+        # partition add), in which what was delivered and not yet committed may come again: at
+        # most MAX_UNCOMMITTED_RECORDS.
+        assert max(per_window) <= MAX_UNCOMMITTED, per_window

@@ -25,7 +25,9 @@ The Processor under test is the real one (every part of connector/delivery). Aro
   MSG_SIZE_TOO_LARGE for a message over message.max.bytes (librdkafka checks the size in
   rd_kafka_producev, before queueing: tests/integration/test_stalls.py checks it on the
   broker); a queued copy is acked or refused from ``poll()``, and written to the topic only
-  when acked.
+  when acked. The sent-ledger (the real SentLedger, on odd seeds) writes through it too: its
+  records are acked or refused the same way, so a delivery waits for its ledger ack before it
+  finishes, and counts against MAX_UNCOMMITTED_RECORDS meanwhile.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class SimCluster:
     dead_letters: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # -> written ms
     max_metadata_bytes: int = 4096
     registry_down: bool = False
+    dead_letters_unreadable: bool = False  # the dead-letter scan fails
+    copies_before_any_commit: set[tuple[int, int]] = field(default_factory=set)
     verified: dict[int, int] = field(default_factory=dict)  # offsets below are finished
 
     def wall(self) -> float:
@@ -305,7 +309,7 @@ class SimSender:
 
 
 class SimProducer:
-    """The dead-letter producer (see the module docstring)."""
+    """The dead-letter producer, also the sent-ledger's (see the module docstring)."""
 
     def __init__(self, cluster: SimCluster, max_message_bytes: int) -> None:
         self.cluster = cluster
@@ -313,7 +317,10 @@ class SimProducer:
         self.faults = True
         self._queued: list[tuple[Any, Any, bool]] = []
 
-    def produce(self, topic: str, key: Any, value: Any, headers: Any, on_delivery: Any) -> None:
+    def produce(
+        self, topic: str, key: Any, value: Any, on_delivery: Any, headers: Any = None
+    ) -> None:
+        headers = headers or []
         size = len(value or b"") + len(key or b"") + sum(len(k) + len(v) for k, v in headers)
         if size > self.max_message_bytes:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
@@ -325,7 +332,9 @@ class SimProducer:
     def poll(self, timeout: float) -> int:
         queued, self._queued = self._queued, []
         for headers, on_delivery, ok in queued:
-            if ok:
+            if ok and "inkit.original.partition" not in headers:
+                on_delivery(None, None)  # a sent-ledger record (the same producer in run.py)
+            elif ok:
                 origin = (
                     int(headers["inkit.original.partition"]),
                     int(headers["inkit.original.offset"]),
@@ -333,6 +342,11 @@ class SimProducer:
                 self.cluster.dead_letters.setdefault(origin, []).append(
                     int(self.cluster.wall() * 1000)
                 )
+                if origin[0] not in self.cluster.committed:
+                    # No commit has landed for its partition: no "since" for a next owner to
+                    # scan from. The loop fences this (a commit first), except in a drain,
+                    # where commit results are not served (results.py): at least once there.
+                    self.cluster.copies_before_any_commit.add(origin)
                 on_delivery(None, None)
             else:
                 on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
@@ -341,27 +355,6 @@ class SimProducer:
     def flush(self, timeout: float) -> int:
         self.poll(0)
         return 0
-
-
-class SimScanner:
-    """The dead-letter topic read back at assignment (dlq_recovery.DeadLetterScanner's contract):
-    copies written at or after ``since_ms`` of offsets at or above the committed one."""
-
-    def __init__(self, cluster: SimCluster) -> None:
-        self.cluster = cluster
-
-    def written_since(
-        self, since_ms: int, committed: dict[tuple[str, int], int]
-    ) -> dict[tuple[str, int], set[int]]:
-        found: dict[tuple[str, int], set[int]] = {}
-        for (partition, offset), written in self.cluster.dead_letters.items():
-            start = committed.get((TOPIC, partition))
-            if start is not None and offset >= start and max(written) >= since_ms:
-                found.setdefault((TOPIC, partition), set()).add(offset)
-        return found
-
-    def close(self) -> None:
-        pass
 
 
 def event_value(kind: str, user: str, seq: int, rng: random.Random) -> bytes | None:

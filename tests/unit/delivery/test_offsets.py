@@ -100,7 +100,7 @@ def test_oldest_read_time_is_that_of_the_first_record_the_watermark_has_not_pass
     assert t.oldest_read_ms("t", 0) == 1000  # 6 is done, but 5 is not: look back to 5
     t.mark_done("t", 0, 5)
     assert t.oldest_read_ms("t", 0) is None
-    assert t.since_ms("t", 0) == 2000  # nothing pending: the last read, never "none"
+    assert not t.is_unfinished("t", 0, 5)
 
 
 def test_memory_is_bounded_by_unfinished_records_not_by_finished_ones() -> None:

@@ -10,12 +10,15 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
+from connector.delivery import scan_gate
 from connector.delivery.offsets import decode_metadata
 from connector.delivery.processor import Processor
 from connector.errors import ConsumerError, DeadLetterScanError, RegistryUnavailable
@@ -76,6 +79,7 @@ class Harness:
             commit_interval_s=float(kw.pop("commit_interval_s", 0.0)),  # type: ignore[arg-type]
             scanner=kw.pop("scanner", None),  # type: ignore[arg-type]
             ledger=kw.pop("ledger", None),  # type: ignore[arg-type]
+            group_members=kw.pop("group_members", None),  # type: ignore[arg-type]
             max_event_age_s=kw.pop("max_event_age_s", None),  # type: ignore[arg-type]
             ambiguous_policy=policy,
         )
@@ -359,13 +363,17 @@ class FakeScanner:
         self.fail = fail
         self.calls: list[tuple[int, dict[tuple[str, int], int]]] = []
 
-    def written_since(
-        self, since_ms: int, committed: dict[tuple[str, int], int]
-    ) -> dict[tuple[str, int], set[int]]:
+    def submit(
+        self, since_ms: int, committed: Mapping[tuple[str, int], int]
+    ) -> Future[dict[tuple[str, int], set[int]]]:
+        """Answered at once (the real one answers from its own thread)."""
         self.calls.append((since_ms, dict(committed)))
+        future: Future[dict[tuple[str, int], set[int]]] = Future()
         if self.fail:
-            raise DeadLetterScanError("dead-letter topic unreadable")
-        return self.found
+            future.set_exception(DeadLetterScanError("dead-letter topic unreadable"))
+        else:
+            future.set_result(self.found)
+        return future
 
     def close(self) -> None:
         pass
@@ -396,7 +404,11 @@ def test_a_dead_letter_the_previous_owner_wrote_after_its_last_commit_is_not_wri
     assert h.metrics.dead_letter_scans.labels("ok")._value.get() == 1
 
 
-def test_when_the_dead_letter_topic_cannot_be_read_back_the_copy_is_written_again() -> None:
+def test_when_the_dead_letter_topic_cannot_be_read_back_the_copy_is_written_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given up at the first failure here (DLQ_SCAN_PATIENCE_S; test_scan_gate.py waits).
+    monkeypatch.setattr(scan_gate, "DLQ_SCAN_PATIENCE_S", 0.0)
     h = _previous_owner_died_after_one_dead_letter(FakeScanner({}, fail=True))
     with h.running():
         wait_for(lambda: h.consumer.committed_offsets.get(0) == 4)
@@ -486,14 +498,21 @@ def test_a_partition_its_previous_owner_still_drains_is_read_from_that_owners_la
     assert sorted(int(b["seq"]) for b in delivered) == [6, 8, 9]  # type: ignore[call-overload]
 
 
-def test_an_announced_drain_that_never_ends_is_waited_for_only_until_its_deadline() -> None:
+def test_an_announced_drain_that_never_ends_is_waited_for_only_while_its_owner_is_there() -> None:
     consumer = FakeConsumer("t", partitions=1)
     for seq in range(4):
         consumer.append(0, f"u{seq}".encode(), event(f"u{seq}", seq))
     consumer.committed_offsets[0] = 1
-    consumer.committed_metadata[0] = f"drain:{int((time.time() + 0.5) * 1000)}"  # then crashed
+    until = int((time.time() + 30) * 1000)
+    consumer.committed_metadata[0] = f"drain:{until};by:old-owner"  # then it crashed
     delivered: list[dict[str, object]] = []
-    h = Harness(consumer, recording_handler(delivered))
+
+    def members() -> Future[list[str]]:
+        future: Future[list[str]] = Future()
+        future.set_result([consumer.member_id])  # the old owner has left the group
+        return future
+
+    h = Harness(consumer, recording_handler(delivered), group_members=members)
     with h.running():
         wait_for(lambda: consumer.committed_offsets.get(0) == 4)
     assert sorted(int(b["seq"]) for b in delivered) == [1, 2, 3]  # type: ignore[call-overload]

@@ -2,13 +2,16 @@
 world). Each seed drives a random interleaving of poll batches, Inkit outcomes (2xx, 4xx,
 retried failures, unforeseen exceptions, 401 windows), revoke / lost / reassign, crashes and
 clean restarts (a new owner), commit failures and metadata size limits, dead-letter produce
-failures (also ``produce()`` raising), registry outages and backpressure. After every step:
+failures (also ``produce()`` raising), registry outages and backpressure, dead-letter scans
+that answer late or fail (the dead-letter topic unreadable) and, on odd seeds, the sent-ledger
+(deliveries finish only once their ledger record is acked). After every step:
 
 - no commit passes an unfinished record (checked inside every commit);
 - per-user order: one request of a user at a time, offsets increasing (checked at submit);
 - deliveries no landed commit covers stay within MAX_UNCOMMITTED_RECORDS;
 - tracked state is bounded and consistent (the tracker, the partitions and the loop agree);
 - the pause flags the processor believes in are the consumer's;
+- a partition held for a handoff or a dead-letter scan has nothing read;
 then, faults off, **liveness**: every record finishes and every partition's commit reaches the
 end of its log within a bounded number of steps; and no record has two dead-letter copies.
 
@@ -27,20 +30,21 @@ from dataclasses import dataclass, field
 import pytest
 from prometheus_client import CollectorRegistry
 
-from connector.delivery import commits as commits_module
+from connector.delivery import commits as commits_module, scan_gate
 from connector.delivery.offsets import decode_metadata
 from connector.delivery.processor import Processor
 from connector.inkit.retry import Backoff
 from connector.kafka.dlq import DeadLetterQueue
+from connector.kafka.ledger import SentLedger
 from connector.observability.metrics import Metrics
 from tests.fakes import SimpleMapper
+from tests.unit.delivery.sim_scanner import SimScanner
 from tests.unit.delivery.simulation import (
     TOPIC,
     SimCluster,
     SimConsumer,
     SimDecoder,
     SimProducer,
-    SimScanner,
     SimSender,
     Violation,
     event_value,
@@ -79,11 +83,27 @@ class SimTime:
 class Owner:
     """One member: a consumer, a sender, a dead-letter producer and the real Processor."""
 
-    def __init__(self, cluster: SimCluster) -> None:
+    def __init__(self, cluster: SimCluster, *, ledger: bool = False) -> None:
         self.consumer = SimConsumer(cluster)
         self.sender = SimSender(cluster)
         self.producer = SimProducer(cluster, max_message_bytes=900)
         self.metrics = Metrics(CollectorRegistry())
+        # Its index starts empty (no load): it remembers what this owner sent.
+        self.ledger = (
+            SentLedger(
+                producer=self.producer,
+                consumer_factory=lambda: None,
+                topic="sim.ledger",
+                window_s=3600.0,
+                metrics=self.metrics,
+                group_id="sim",
+                clock=lambda: cluster.now,
+                wall_clock=cluster.wall,
+            )
+            if ledger
+            else None
+        )
+        self.scanner = SimScanner(cluster)
         self.processor = Processor(
             consumer=self.consumer,
             decoder=SimDecoder(cluster),
@@ -97,8 +117,9 @@ class Owner:
             drain_timeout_s=2.0,
             max_uncommitted=MAX_UNCOMMITTED,
             commit_interval_s=0.5,
-            scanner=SimScanner(cluster),  # type: ignore[arg-type]
+            scanner=self.scanner,
             committed_reader=self.consumer.read_committed,
+            ledger=self.ledger,
             clock=lambda: cluster.now,
             wall_clock=cluster.wall,
         )
@@ -107,6 +128,9 @@ class Owner:
         self.consumer.commit_cb = self.processor.on_commit
         self.consumer.on_unassign = self.sender.forget_order
         self.processor.subscribe()
+        # The driver calls _step() itself rather than run(): say the loop runs, or a revoke
+        # takes the "after the loop ended" path (forget, no drain, no final commit).
+        self.processor.running = True
 
 
 @dataclass
@@ -135,11 +159,22 @@ def check(owner: Owner, cluster: SimCluster) -> None:
         raise Violation(f"unfinished counts disagree: {tracked}, {by_partition}, {p._unfinished}")
     if p._unfinished > MAX_BUFFERED + 40 or len(p._scheduler) > p._unfinished:
         raise Violation(f"unbounded: {p._unfinished} unfinished, {len(p._scheduler)} queued")
+    for state in p._partitions.values():
+        if state.held and (state.unfinished or state.flying):
+            raise Violation(
+                f"p{state.partition} held (handoff or scan) yet {state.unfinished} read"
+            )
     believed = {k[1] for k in p._paused}
     if believed != consumer.paused:
         raise Violation(f"pause flags: processor {believed}, consumer {consumer.paused}")
     if p._in_flight != len(owner.sender.flying) + len(owner.sender.results):
         raise Violation(f"in-flight count {p._in_flight} != {len(owner.sender.flying)} flying")
+
+
+def _toggle_dead_letter_reads(cluster: SimCluster, unreadable_since: float) -> float:
+    """The dead-letter topic becomes unreadable (or readable again); returns since when."""
+    cluster.dead_letters_unreadable = not cluster.dead_letters_unreadable
+    return cluster.now if cluster.dead_letters_unreadable else unreadable_since
 
 
 def _shutdown(owner: Owner) -> None:
@@ -162,6 +197,8 @@ def _actions(rng: random.Random) -> Iterator[str]:
         ("commit_fail", 2),
         ("metadata", 1),
         ("registry", 2),
+        ("scan", 6),
+        ("dlq_read", 1),
         ("revoke", 2),
         ("lost", 1),
         ("crash", 1),
@@ -179,8 +216,11 @@ def run_simulation(seed: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> St
     # The revoke commit's retry sleeps (commits.py): in the simulation, simulated time.
     monkeypatch.setattr(commits_module, "time", SimTime(cluster))
     stats = Stats()
-    owner = Owner(cluster)
+    ledger = seed % 2 == 1  # odd seeds run with the sent-ledger
+    owner = Owner(cluster, ledger=ledger)
     never_off = True  # commit metadata never switched off (exactly-once dead letters hold)
+    gave_up = False  # a dead-letter scan may have been given up on (same)
+    unreadable_since = 0.0
     actions = _actions(rng)
     for _ in range(steps):
         action = next(actions)
@@ -196,7 +236,9 @@ def run_simulation(seed: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> St
                 kind = rng.choices(["good", "skip", "empty", "bad", "big"], [85, 4, 4, 4, 3])[0]
                 user = rng.choice(USERS)
                 key = None if rng.random() < 0.2 else user.encode()
-                cluster.append(rng.randrange(PARTITIONS), key, event_value(kind, user, 0, rng))
+                # Each event its own (a sent-ledger skips an identical one as already sent).
+                value = event_value(kind, user, stats.records, rng)
+                cluster.append(rng.randrange(PARTITIONS), key, value)
                 stats.records += 1
         elif action == "auth":
             owner.sender.auth_window = not owner.sender.auth_window
@@ -208,6 +250,13 @@ def run_simulation(seed: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> St
             never_off = never_off and cluster.max_metadata_bytes == 4096
         elif action == "registry":
             cluster.registry_down = not cluster.registry_down
+        elif action == "scan":
+            owner.scanner.resolve(rng.randint(1, 2))
+        elif action == "dlq_read":
+            unreadable_since = _toggle_dead_letter_reads(cluster, unreadable_since)
+            # Read back too late (DLQ_SCAN_PATIENCE_S), a partition is read anyway: a copy
+            # written just before the previous owner stopped may be written again.
+            gave_up = gave_up or cluster.now - unreadable_since >= scan_gate.DLQ_SCAN_PATIENCE_S
         elif action in ("revoke", "lost"):
             parts = rng.sample(range(PARTITIONS), rng.randint(1, PARTITIONS))
             owner.consumer.events.append((action, parts))
@@ -215,16 +264,20 @@ def run_simulation(seed: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> St
         elif action in ("crash", "shutdown"):
             if action == "shutdown":
                 _shutdown(owner)
-            owner = Owner(cluster)
+            owner = Owner(cluster, ledger=ledger)
         if action not in ("crash", "shutdown"):
             check(owner, cluster)
         stats.steps += 1
     # Faults stop: every record must finish, and every commit reach the end of its log.
     owner.sender.auth_window = owner.consumer.commit_fail = cluster.registry_down = False
+    if cluster.dead_letters_unreadable:
+        gave_up = gave_up or cluster.now - unreadable_since >= scan_gate.DLQ_SCAN_PATIENCE_S
+        cluster.dead_letters_unreadable = False
     owner.sender.faults = owner.producer.faults = False
     cluster.max_metadata_bytes = 4096
     for step in range(LIVENESS_STEPS):
         owner.sender.resolve(MAX_IN_FLIGHT)
+        owner.scanner.resolve(2)
         owner.processor._step()
         check(owner, cluster)
         cluster.now += 0.3
@@ -244,8 +297,12 @@ def run_simulation(seed: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> St
             if s.value > 0
         ]
         raise Violation(f"liveness: (committed, end) {stuck}; held by {samples}")
-    if never_off:
-        twice = {k: len(v) for k, v in cluster.dead_letters.items() if len(v) > 1}
+    if never_off and not gave_up:
+        twice = {
+            k: len(v)
+            for k, v in cluster.dead_letters.items()
+            if len(v) > 1 and k not in cluster.copies_before_any_commit
+        }
         if twice:
             raise Violation(f"dead letters written twice: {twice}")
     return stats
