@@ -16,7 +16,6 @@ import signal
 from types import FrameType
 from typing import Any, TextIO
 
-import httpx
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, disable_created_metrics
@@ -30,14 +29,13 @@ from connector.cli.check import (
 )
 from connector.cli.redrive_args import EXIT_FAILED_AGAIN, EXIT_INTERRUPTED, RedriveOptions
 from connector.cli.redrive_report import Progress, summary
-from connector.cli.run import DryRunClient, _close_within, build_http_clients
+from connector.cli.run import _close_within, build_sender
 from connector.delivery.breaker import BreakerAction, CircuitBreaker
 from connector.delivery.handoff import admin_committed_reader, admin_group_members
 from connector.delivery.redrive import RedrivePlan, RedriveProcessor
 from connector.errors import ConsumerError, StartupError
 from connector.events.decoding import build_decoder
 from connector.events.mapping import Mapper
-from connector.inkit.client import InkitClient
 from connector.inkit.ratelimit import build_rate_control
 from connector.inkit.sender import Sender
 from connector.kafka.consumer import (
@@ -109,28 +107,13 @@ def run_redrive(settings: Settings, options: RedriveOptions, *, out: TextIO, err
     producer = None if dry_run else build_producer(settings, on_kafka_error)
     admin = AdminClient(admin_config(settings, on_kafka_error))
     ledger: SentLedger | None = None
-    http_clients: list[httpx.AsyncClient] = []
     sender: Sender | None = None
     try:
         plan = RedrivePlan.capture(consumer, settings.dlq_topic)
         ledger = _load_ledger(settings, producer, group, metrics, dry_run, on_kafka_error)
 
-        def client_factory() -> Any:
-            if dry_run:
-                return DryRunClient()
-            http_clients.extend(build_http_clients(settings))
-            return InkitClient(http_clients, metrics)
-
-        async def close_client() -> None:
-            for http in http_clients:
-                await http.aclose()
-
-        sender = Sender(
-            client_factory,
-            metrics,
-            retry_max_s=settings.retry_max_s,
-            rate_control=build_rate_control(settings, metrics),
-            close_client=close_client,
+        sender = build_sender(
+            settings, metrics, build_rate_control(settings, metrics), dry_run=dry_run
         )
         progress = Progress(err, plan.total, tty=err.isatty(), dry_run=dry_run)
         processor = RedriveProcessor(

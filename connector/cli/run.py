@@ -36,7 +36,7 @@ from connector.inkit.group_share import (
     assigned_partitions,
     topic_partition_count,
 )
-from connector.inkit.ratelimit import build_rate_control
+from connector.inkit.ratelimit import RateControl, build_rate_control
 from connector.inkit.sender import Sender
 from connector.kafka.consumer import (
     admin_config,
@@ -98,6 +98,37 @@ def build_http_clients(settings: Settings) -> list[httpx.AsyncClient]:
         )
         for _ in range(shards)
     ]
+
+
+def build_sender(
+    settings: Settings,
+    metrics: Metrics,
+    rate_control: RateControl | None,
+    *,
+    dry_run: bool,
+) -> Sender:
+    """The sender `run` and `redrive` share: its HTTP clients are made on the sender's own loop
+    (and closed there), or a DryRunClient under --dry-run."""
+    http_clients: list[httpx.AsyncClient] = []
+
+    def client_factory() -> Any:
+        if dry_run:
+            return DryRunClient()
+        http_clients.extend(build_http_clients(settings))
+        return InkitClient(http_clients, metrics)
+
+    async def close_client() -> None:
+        for http in http_clients:
+            await http.aclose()
+
+    return Sender(
+        client_factory,
+        metrics,
+        retry_max_s=settings.retry_max_s,
+        rate_control=rate_control,
+        close_client=close_client,
+        ambiguous_policy=AmbiguousPolicy(settings.ambiguous_send_policy),
+    )
 
 
 def run(settings: Settings, *, dry_run: bool = False) -> int:
@@ -209,27 +240,8 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
             ledger.size,
             settings.dedupe_window_s / 3600,
         )
-    http_clients: list[httpx.AsyncClient] = []
-
-    def client_factory() -> Any:
-        if dry_run:
-            return DryRunClient()
-        http_clients.extend(build_http_clients(settings))
-        return InkitClient(http_clients, metrics)
-
-    async def close_client() -> None:
-        for http in http_clients:
-            await http.aclose()
-
     rate_control = build_rate_control(settings, metrics)
-    sender = Sender(
-        client_factory,
-        metrics,
-        retry_max_s=settings.retry_max_s,
-        rate_control=rate_control,
-        close_client=close_client,
-        ambiguous_policy=AmbiguousPolicy(settings.ambiguous_send_policy),
-    )
+    sender = build_sender(settings, metrics, rate_control, dry_run=dry_run)
     sender_ref.append(sender)
     # INKIT_RATE_LIMIT_SCOPE=group: the share follows this member's assignment (group_share.py).
     share_watcher = None

@@ -153,3 +153,34 @@ def test_dead_letter_policy_still_retries_when_nothing_was_sent() -> None:
     assert result.job.attempts == 2
     assert not result.job.unanswered
     assert metrics.ambiguous_sends.labels("dead-letter", "dead_lettered")._value.get() == 0
+
+
+def test_the_sender_run_and_redrive_build_keeps_the_policy() -> None:
+    # `run` and `redrive` build their sender with cli.run.build_sender; a redrive under
+    # dead-letter once built its own and resent what may already have reached Inkit.
+    from connector.cli.run import build_sender
+    from connector.settings import Settings
+
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+        "KAFKA_TOPIC": "identify",
+        "KAFKA_VALUE_FORMAT": "json",
+        "INKIT_API_KEY": "k",
+        "AMBIGUOUS_SEND_POLICY": "dead-letter",
+    }
+    metrics = Metrics(CollectorRegistry())
+    with InkitSimulator(api_key="k", faults=Faults(rate_drop=1.0), seed=0) as simulator:
+        sender = build_sender(Settings.from_env(env), metrics, None, dry_run=False)
+        req = InkitRequest(
+            url=simulator.webhook_url, body={"template_id": "t"}, headers={}, message_id="m"
+        )
+        sender.start()
+        try:
+            sender.submit([Job(RecordRef("t", 0, 0), ("t", 0, "u"), req, None, None, 0)])
+            results: list[Result] = []
+            wait_for(lambda: bool(results.extend(sender.drain_results()) or results))
+        finally:
+            sender.stop()
+        assert simulator.stats()["dropped"] == 1  # sent once, never again
+    assert results[0].kind is ResultKind.FAILED
+    assert isinstance(results[0].error, AmbiguousSend)
