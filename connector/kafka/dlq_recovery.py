@@ -36,6 +36,18 @@ MARGIN_MS = 60_000
 SCAN_TIMEOUT_S = 30.0
 # close() waits this long for a scan in progress to notice the stop (it checks between reads).
 CLOSE_WAIT_S = 5.0
+# Between tries of a scan that met a retriable Kafka error (NOT_LEADER_FOR_PARTITION, ...).
+RETRY_PAUSE_S = 0.5
+TRANSIENT_CODES = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
 GROUP_HEADER = "inkit.consumer.group"
 
 ScanResult = dict[TPKey, set[int]]
@@ -110,10 +122,20 @@ class DeadLetterScanner:
         """For each source partition of ``committed``: the offsets at or above its committed
         offset whose dead-letter copy this group wrote at or after ``since_ms`` (less the
         margin). Raises DeadLetterScanError when the topic cannot be read to its end in time."""
-        try:
-            return self._scan(since_ms, committed)
-        except KafkaException as exc:
-            raise DeadLetterScanError(f"reading {self._topic}: {exc.args[0]}") from None
+        deadline = self._clock() + self._timeout_s
+        while True:
+            try:
+                return self._scan(since_ms, committed)
+            except KafkaException as exc:
+                error = exc.args[0]
+                # A leader not known yet (a topic just created, a leader moving) passes: retry
+                # it within the scan's time. offsets_for_times() raises a KafkaError built from
+                # the bare code (retriable() is then False), hence the codes as well.
+                retriable = isinstance(error, KafkaError) and (
+                    error.retriable() or error.code() in TRANSIENT_CODES
+                )
+                if not retriable or self._clock() > deadline or self._stop.wait(RETRY_PAUSE_S):
+                    raise DeadLetterScanError(f"reading {self._topic}: {error}") from None
 
     def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
         """Stop: a scan in progress ends at its next read (its future fails), queued ones are

@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from connector.delivery import scan_gate
 from connector.errors import DeadLetterScanError
@@ -205,3 +206,39 @@ def test_closing_the_scanner_stops_a_scan_in_progress_and_closes_its_consumer_th
         future.result(timeout=1)
     assert queued.cancelled()
     assert topic.closed_on == "dlq-scan"  # the consumer is only ever used by that thread
+
+
+class _LeaderNotYetKnown(_EndlessTopic):
+    """A dead-letter topic just created: librdkafka's first offsets lookup answers
+    NOT_LEADER_FOR_PARTITION (seen on a Kafka 3.9.2 broker in CI), or a lasting error."""
+
+    def __init__(self, error: int, failures: int) -> None:
+        super().__init__()
+        self.error = error
+        self.failures = failures
+
+    def offsets_for_times(self, wanted: list[Any], timeout: float) -> list[Any]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise KafkaException(KafkaError(self.error))
+        for tp in wanted:
+            tp.offset = -1  # nothing written since then
+        return wanted
+
+
+def test_a_retriable_kafka_error_is_retried_within_the_scan_and_a_lasting_one_is_not() -> None:
+    passing = _LeaderNotYetKnown(KafkaError.NOT_LEADER_FOR_PARTITION, failures=2)
+    scanner = DeadLetterScanner(lambda: passing, "t.dlq", "g", timeout_s=10)
+    try:
+        assert scanner.written_since(0, {("t", 0): 0}) == {}
+        assert passing.failures == 0
+    finally:
+        scanner.close()
+    lasting = _LeaderNotYetKnown(KafkaError.TOPIC_AUTHORIZATION_FAILED, failures=99)
+    scanner = DeadLetterScanner(lambda: lasting, "t.dlq", "g", timeout_s=10)
+    try:
+        with pytest.raises(DeadLetterScanError, match="TOPIC_AUTHORIZATION_FAILED"):
+            scanner.written_since(0, {("t", 0): 0})
+        assert lasting.failures == 98  # asked once: not retriable
+    finally:
+        scanner.close()
