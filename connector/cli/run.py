@@ -116,7 +116,8 @@ def build_sender(
         if dry_run:
             return DryRunClient()
         http_clients.extend(build_http_clients(settings))
-        return InkitClient(http_clients, metrics)
+        shard_size = -(-settings.max_in_flight // len(http_clients))  # as build_http_clients
+        return InkitClient(http_clients, metrics, shard_size=shard_size)
 
     async def close_client() -> None:
         for http in http_clients:

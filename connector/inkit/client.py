@@ -59,21 +59,39 @@ class InkitClient:
         http: httpx.AsyncClient | Sequence[httpx.AsyncClient],
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        *,
+        shard_size: int = 0,
     ) -> None:
-        # Several small pools instead of one large one: httpcore scans its whole pool (with a
-        # socket poll per idle connection) for every request it queues or releases, so its cost
-        # per request grows with the pool. Shards of a few connections keep it flat.
+        # Several small pools instead of one large one: httpcore scans its whole pool for every
+        # request it queues or releases, so its cost per request grows with the pool. Shards of
+        # a few connections keep it flat. A request goes to the first shard with a free
+        # connection (``shard_size`` per shard), not round the shards: the scan checks every
+        # *idle* connection with a getpeername() and a poll() (httpcore's has_expired, anyio's
+        # extra attributes), so with fewer requests in flight than connections, round-robin
+        # paid those syscalls on every shard for every request (bench-profile, issue #20);
+        # filling shards in order leaves the idle connections in shards nobody scans.
         self._pool = [http] if isinstance(http, httpx.AsyncClient) else list(http)
+        self._active = [0] * len(self._pool)
+        self._shard_size = shard_size
         self._next = 0
         self._metrics = metrics
         self._clock = clock
 
+    def _shard(self) -> int:
+        if self._shard_size > 0:
+            for index, active in enumerate(self._active):
+                if active < self._shard_size:
+                    return index
+        index = self._next  # every shard full (or sizes unknown): round the shards
+        self._next = (index + 1) % len(self._pool)
+        return index
+
     async def send(self, request: InkitRequest) -> int:
         started = time.perf_counter()
-        http = self._pool[self._next]
-        self._next = (self._next + 1) % len(self._pool)
+        shard = self._shard()
+        self._active[shard] += 1
         try:
-            response = await http.post(
+            response = await self._pool[shard].post(
                 request.url, content=encode_body(request.body), headers=request.headers
             )
         except httpx.TimeoutException as exc:
@@ -88,6 +106,8 @@ class InkitClient:
             # TooManyRedirects): transient from our side, so retried within the budget.
             self._observe("http_error", started)
             raise InkitUnavailable("http_error", ambiguous=is_ambiguous(exc)) from exc
+        finally:
+            self._active[shard] -= 1
         status = response.status_code
         self._observe(str(status), started)
         if 200 <= status < 300:

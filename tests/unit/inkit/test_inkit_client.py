@@ -106,3 +106,42 @@ def test_rejection_excerpt_never_echoes_trait_values_or_the_key() -> None:
     assert "sekret-key" not in result.excerpt
     assert len(result.excerpt) <= 200
     assert "[REDACTED]" in redact_excerpt("tmpl_1 failed", REQUEST)
+
+
+def test_requests_fill_the_first_shard_with_a_free_connection_before_the_next() -> None:
+    """Idle connections cost a socket check per request in the shard a request goes to (see
+    InkitClient): requests fill shards in order, so idle connections sit in shards nobody uses,
+    and a finished request frees its slot for the next one."""
+    metrics = Metrics(CollectorRegistry())
+    seen: list[int] = []
+
+    async def go() -> list[int]:
+        release = asyncio.Event()
+
+        def shard(index: int) -> httpx.AsyncBaseTransport:
+            class Held(httpx.AsyncBaseTransport):
+                async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                    seen.append(index)
+                    await release.wait()
+                    return httpx.Response(200)
+
+            return Held()
+
+        pools = [httpx.AsyncClient(transport=shard(i)) for i in range(3)]
+        client = InkitClient(pools, metrics, shard_size=2)
+        first = [asyncio.create_task(client.send(REQUEST)) for _ in range(3)]
+        while len(seen) < 3:
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(*first)
+        release.clear()
+        second = [asyncio.create_task(client.send(REQUEST)) for _ in range(2)]
+        while len(seen) < 5:
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(*second)
+        for pool in pools:
+            await pool.aclose()
+        return seen
+
+    assert asyncio.run(go()) == [0, 0, 1, 0, 0]
