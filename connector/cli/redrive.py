@@ -46,7 +46,6 @@ from connector.kafka.consumer import (
     scanner_config,
 )
 from connector.kafka.dead_letter import redrive_headers
-from connector.kafka.delivery_reports import DeliveryReports
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.ledger import SentLedger
 from connector.kafka.ledger_index import hash64
@@ -105,7 +104,7 @@ def run_redrive(settings: Settings, options: RedriveOptions, *, out: TextIO, err
     # A new redrive group reads the dead letters from the start, whatever KAFKA_CONFIG_* says.
     conf["auto.offset.reset"] = "earliest"
     consumer = Consumer(conf)
-    producer = None if dry_run else DeliveryReports(build_producer(settings, on_kafka_error))
+    producer = None if dry_run else build_producer(settings, on_kafka_error)
     admin = AdminClient(admin_config(settings, on_kafka_error))
     ledger: SentLedger | None = None
     sender: Sender | None = None
@@ -164,8 +163,6 @@ def run_redrive(settings: Settings, options: RedriveOptions, *, out: TextIO, err
         )
         _install_signal_handlers(processor)
         sender.start()
-        if producer is not None:
-            producer.start(wake=sender.wakeup)  # a dead-letter or ledger ack wakes the loop too
         sender.set_rate_share(1.0)  # one process: INKIT_RATE_LIMIT is its own, whatever scope
         if not processor.completed:
             processor.subscribe()
@@ -174,7 +171,6 @@ def run_redrive(settings: Settings, options: RedriveOptions, *, out: TextIO, err
     finally:
         _close_within(consumer, CLOSE_TIMEOUT_S)
         if producer is not None:
-            producer.close()
             producer.flush(10)
         if ledger is not None:
             ledger.close()

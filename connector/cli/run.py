@@ -45,7 +45,6 @@ from connector.kafka.consumer import (
     describe,
     scanner_config,
 )
-from connector.kafka.delivery_reports import DeliveryReports
 from connector.kafka.dlq import DeadLetterQueue
 from connector.kafka.dlq_recovery import DeadLetterScanner
 from connector.kafka.group_lag import GroupLagMonitor
@@ -207,7 +206,7 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
             processor_ref[0].on_commit(err, partitions)
 
     consumer = build_consumer(settings, on_kafka_error, on_commit, protocol)
-    producer = None if dry_run else DeliveryReports(build_producer(settings, on_kafka_error))
+    producer = None if dry_run else build_producer(settings, on_kafka_error)
     dlq = (
         None
         if producer is None
@@ -245,8 +244,6 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
     rate_control = build_rate_control(settings, metrics)
     sender = build_sender(settings, metrics, rate_control, dry_run=dry_run)
     sender_ref.append(sender)
-    if producer is not None:
-        producer.start(wake=sender.wakeup)  # a dead-letter or ledger ack wakes the loop too
     # INKIT_RATE_LIMIT_SCOPE=group: the share follows this member's assignment (group_share.py).
     share_watcher = None
     if rate_control is not None and settings.rate_limit_scope == "group":
@@ -334,7 +331,6 @@ def run(settings: Settings, *, dry_run: bool = False) -> int:
             share_watcher.stop()
         _close_within(consumer, CLOSE_TIMEOUT_S)
         if producer is not None:
-            producer.close()
             producer.flush(10)
         scanner.close()
         group_lag.stop()
