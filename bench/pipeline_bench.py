@@ -266,10 +266,16 @@ def command_for(v: Variant, ctx: dict[str, Any], group: str) -> tuple[list[str],
     return cmd, env
 
 
-def start_profiler(pid: int, out: Path, duration_s: int = 15) -> subprocess.Popen[bytes]:
-    """py-spy on a running pipeline (every thread, on-CPU samples only), collapsed stacks."""
+def start_profiler(
+    pid: int, out: Path, duration_s: int = 15, *, gil: bool = False
+) -> subprocess.Popen[bytes]:
+    """py-spy on a running pipeline (every thread, on-CPU samples only), collapsed stacks.
+    ``gil``: only the thread holding the GIL is sampled (py-spy --gil), so a thread waiting in C
+    (consume(), poll(), a GIL hand-over) is never counted as running, whatever py-spy's idle
+    heuristic says; work done in C without the GIL is then shared out with the rest."""
     py_spy = str(Path(PYTHON).parent / "py-spy")
     cmd = [py_spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw"]
+    cmd += ["--gil"] if gil else []
     cmd += ["--duration", str(duration_s), "--nonblocking", "-o", str(out)]
     with out.with_suffix(".log").open("wb") as log:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -365,7 +371,8 @@ def _run_one(
             first = (now, accepted, cpu)
             rdk_first = librdkafka_cpu_seconds(pid)
             if ctx.get("profile") and v.kind in ("connector", "floor"):
-                profilers.append(start_profiler(pid, Path(f"{ctx['profile']}-{v.name}-{tag}.txt")))
+                out = Path(f"{ctx['profile']}-{v.name}-{tag}.txt")
+                profilers.append(start_profiler(pid, out, gil=ctx.get("profile_gil", False)))
         last = (now, accepted, cpu)
         rdk_last = librdkafka_cpu_seconds(pid)
         if accepted > last_progress[1]:
@@ -638,6 +645,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="CPU per event by stage for every connector and floor run (py-spy; bench/stages.py)",
     )
+    parser.add_argument(
+        "--stages-gil",
+        action="store_true",
+        help="as --stages, sampling only the thread that holds the GIL (py-spy --gil)",
+    )
     args = parser.parse_args(argv)
     runs = args.runs or (1 if args.quick else 3)
     n_events = args.events or (5_000 if args.quick else 100_000)
@@ -650,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
     print(f"work dir (logs): {work}", flush=True)
+    args.stages = args.stages or args.stages_gil
     if args.stages and not args.profile:
         args.profile = str(work / "profile")
     broker = None
@@ -688,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
             "timestamps": timestamps,
             "pythonpath": args.pythonpath,
             "profile": args.profile,
+            "profile_gil": args.stages_gil,
         }
         results: list[dict[str, Any]] = []
         info = machine()
