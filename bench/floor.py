@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -54,16 +57,44 @@ async def _worker(
                 break
 
 
+def busy(stop: threading.Event, work_ms: float, rest_ms: float) -> None:
+    """A second Python thread that takes the GIL as the connector's consume thread does: work
+    in pure Python for ``work_ms`` (decoding- and mapping-like dict building), then rest in a
+    blocking call that releases the GIL (``rest_ms``), again and again."""
+    while not stop.is_set():
+        until = time.perf_counter() + work_ms / 1000
+        while time.perf_counter() < until:
+            {str(i): [i, {"v": i}] for i in range(20)}
+        time.sleep(rest_ms / 1000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bodies", required=True, help="JSON lines, one request body each")
     parser.add_argument("--url", required=True)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--pool-size", type=int, default=4, help="connections per httpx pool")
+    parser.add_argument(
+        "--busy-ms",
+        type=float,
+        nargs=2,
+        metavar=("WORK", "REST"),
+        help="an experiment: a second thread works WORK ms in Python, then rests REST ms, "
+        "throughout (does sharing the GIL make each request dearer? bench/RESULTS.md)",
+    )
     args = parser.parse_args()
     with open(args.bodies, encoding="utf-8") as f:
         bodies = [encode_body(json.loads(line)) for line in f if line.strip()]
-    asyncio.run(post_all(bodies, args.url, args.concurrency, args.pool_size))
+    stop = threading.Event()
+    if args.busy_ms:
+        threading.Thread(target=busy, args=(stop, *args.busy_ms), daemon=True).start()
+    started = time.thread_time()
+    try:
+        asyncio.run(post_all(bodies, args.url, args.concurrency, args.pool_size))
+    finally:
+        stop.set()
+        # The HTTP thread's own CPU, apart from the busy thread's (stderr: the bench ignores it).
+        print(f"http thread cpu s: {time.thread_time() - started:.3f}", file=sys.stderr)
 
 
 if __name__ == "__main__":
