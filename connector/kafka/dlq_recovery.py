@@ -122,10 +122,10 @@ class DeadLetterScanner:
         """For each source partition of ``committed``: the offsets at or above its committed
         offset whose dead-letter copy this group wrote at or after ``since_ms`` (less the
         margin). Raises DeadLetterScanError when the topic cannot be read to its end in time."""
-        deadline = self._clock() + self._timeout_s
+        deadline = self._clock() + self._timeout_s  # one bound for every try together
         while True:
             try:
-                return self._scan(since_ms, committed)
+                return self._scan(since_ms, committed, deadline)
             except KafkaException as exc:
                 error = exc.args[0]
                 # A leader not known yet (a topic just created, a leader moving) passes: retry
@@ -162,24 +162,37 @@ class DeadLetterScanner:
             self._consumer.close()
             self._consumer = None
 
-    def _scan(self, since_ms: int, committed: Mapping[TPKey, int]) -> dict[TPKey, set[int]]:
+    def _scan(
+        self, since_ms: int, committed: Mapping[TPKey, int], deadline: float
+    ) -> dict[TPKey, set[int]]:
         if self._consumer is None:
             self._consumer = self._factory()
         consumer = self._consumer
-        deadline = self._clock() + self._timeout_s
-        metadata = consumer.list_topics(self._topic, timeout=self._timeout_s)
+
+        def left() -> float:
+            return max(0.1, deadline - self._clock())
+
+        metadata = consumer.list_topics(self._topic, timeout=left())
         topic = metadata.topics.get(self._topic)
         if topic is None or topic.error is not None:
             raise DeadLetterScanError(f"topic {self._topic} not readable: {topic and topic.error}")
         wanted = [TopicPartition(self._topic, p, since_ms - MARGIN_MS) for p in topic.partitions]
-        starts = consumer.offsets_for_times(wanted, timeout=self._timeout_s)
+        starts = consumer.offsets_for_times(wanted, timeout=left())
         ends: dict[int, int] = {}
         assignment = []
         for tp in starts:
             if tp.error is not None:
-                raise DeadLetterScanError(f"{self._topic}[{tp.partition}]: {tp.error}")
+                # written_since() retries it if it may pass, as a raised error
+                error = tp.error
+                raise KafkaException(
+                    KafkaError(
+                        error.code(),
+                        f"partition {tp.partition}: {error.str()}",
+                        retriable=error.retriable(),
+                    )
+                )
             _low, high = consumer.get_watermark_offsets(
-                TopicPartition(self._topic, tp.partition), timeout=self._timeout_s
+                TopicPartition(self._topic, tp.partition), timeout=left()
             )
             if tp.offset < 0 or tp.offset >= high:
                 continue  # nothing written since then

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -240,5 +241,29 @@ def test_a_retriable_kafka_error_is_retried_within_the_scan_and_a_lasting_one_is
         with pytest.raises(DeadLetterScanError, match="TOPIC_AUTHORIZATION_FAILED"):
             scanner.written_since(0, {("t", 0): 0})
         assert lasting.failures == 98  # asked once: not retriable
+    finally:
+        scanner.close()
+
+
+class _PartitionLeaderNotYetKnown(_EndlessTopic):
+    """offsets_for_times() answering with a per-partition error rather than raising it."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def offsets_for_times(self, wanted: list[Any], timeout: float) -> list[Any]:
+        self.failures -= 1
+        # librdkafka sets a TopicPartition's error itself; Python cannot (a read-only attribute).
+        error = KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION) if self.failures >= 0 else None
+        return [SimpleNamespace(partition=tp.partition, offset=-1, error=error) for tp in wanted]
+
+
+def test_a_retriable_per_partition_error_is_retried_like_a_raised_one() -> None:
+    topic = _PartitionLeaderNotYetKnown(failures=2)
+    scanner = DeadLetterScanner(lambda: topic, "t.dlq", "g", timeout_s=10)
+    try:
+        assert scanner.written_since(0, {("t", 0): 0}) == {}
+        assert topic.failures < 0
     finally:
         scanner.close()
