@@ -36,6 +36,7 @@ from connector.inkit.group_share import (
     assigned_partitions,
     topic_partition_count,
 )
+from connector.inkit.netio import build_transport
 from connector.inkit.ratelimit import RateControl, build_rate_control
 from connector.inkit.sender import Sender
 from connector.kafka.consumer import (
@@ -81,23 +82,22 @@ class DryRunClient:
         return 200
 
 
-def build_http_clients(settings: Settings) -> list[httpx.AsyncClient]:
-    """HTTP clients whose pools add up to INKIT_MAX_IN_FLIGHT connections, in shards of at most
-    HTTP_POOL_SHARD connections (see InkitClient for why)."""
+def build_http_transports(settings: Settings) -> list[httpx.AsyncBaseTransport]:
+    """HTTP transports whose pools add up to INKIT_MAX_IN_FLIGHT connections, in shards of at
+    most HTTP_POOL_SHARD connections (see InkitClient for why)."""
     shards = -(-settings.max_in_flight // HTTP_POOL_SHARD)
     size = -(-settings.max_in_flight // shards)
     limits = httpx.Limits(
         max_connections=size, max_keepalive_connections=size, keepalive_expiry=30.0
     )
     return [
-        httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0)),
-            limits=limits,
-            verify=settings.ca_bundle or True,  # TLS verification is never switched off
-            follow_redirects=False,
-        )
+        build_transport(settings.inkit_api_url, limits=limits, ca_bundle=settings.ca_bundle)
         for _ in range(shards)
     ]
+
+
+def http_timeout(settings: Settings) -> httpx.Timeout:
+    return httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0))
 
 
 def build_sender(
@@ -107,20 +107,22 @@ def build_sender(
     *,
     dry_run: bool,
 ) -> Sender:
-    """The sender `run` and `redrive` share: its HTTP clients are made on the sender's own loop
+    """The sender `run` and `redrive` share: its HTTP transports are made on the sender's own loop
     (and closed there), or a DryRunClient under --dry-run."""
-    http_clients: list[httpx.AsyncClient] = []
+    transports: list[httpx.AsyncBaseTransport] = []
 
     def client_factory() -> Any:
         if dry_run:
             return DryRunClient()
-        http_clients.extend(build_http_clients(settings))
-        shard_size = -(-settings.max_in_flight // len(http_clients))  # as build_http_clients
-        return InkitClient(http_clients, metrics, shard_size=shard_size)
+        transports.extend(build_http_transports(settings))
+        shard_size = -(-settings.max_in_flight // len(transports))  # as build_http_transports
+        return InkitClient(
+            transports, metrics, shard_size=shard_size, timeout=http_timeout(settings)
+        )
 
     async def close_client() -> None:
-        for http in http_clients:
-            await http.aclose()
+        for transport in transports:
+            await transport.aclose()
 
     return Sender(
         client_factory,

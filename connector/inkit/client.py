@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from connector import __version__
 from connector.errors import AuthError, InkitUnavailable, RateLimited, RejectedError
 from connector.inkit.retry import parse_retry_after
 from connector.models import InkitRequest
@@ -39,6 +40,13 @@ AMBIGUOUS_ERRORS: tuple[type[httpx.HTTPError], ...] = (
     httpx.RemoteProtocolError,
     httpx.DecodingError,
 )
+# What an httpx.AsyncClient would send on its own that still means something here.
+_BASE_HEADERS: tuple[tuple[str, str], ...] = (
+    ("User-Agent", f"inkit-connector/{__version__}"),
+    ("Accept", "*/*"),
+)
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+_URL_CACHE_SIZE = 64
 # Strings shorter than this are not redacted from response excerpts: "CA" or "US" would blank
 # out half of any error message, and two letters identify nobody.
 _MIN_REDACT_LEN = 3
@@ -56,28 +64,34 @@ class InkitClient:
 
     def __init__(
         self,
-        http: httpx.AsyncClient | Sequence[httpx.AsyncClient],
+        http: httpx.AsyncBaseTransport | Sequence[httpx.AsyncBaseTransport],
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         *,
         shard_size: int = 0,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
+        # Requests go straight to httpx transports, not through an ``httpx.AsyncClient``: the
+        # client's layers (URL and header merging, cookies, auth and redirect flows, event
+        # hooks) do nothing for these requests and cost about a fifth of httpx's CPU per
+        # request (bench/RESULTS.md, issue #20). What they did that matters is done here:
+        # the timeouts, the User-Agent, reading and closing the response.
+        #
         # Several small pools instead of one large one: httpcore scans its whole pool for every
         # request it queues or releases, so its cost per request grows with the pool. Shards of
         # a few connections keep it flat. A request goes to the first shard with a free
-        # connection (``shard_size`` per shard), not round the shards: the scan checks every
-        # *idle* connection with a getpeername() and a poll() (httpcore's has_expired, anyio's
-        # extra attributes), so with fewer requests in flight than connections, round-robin
-        # paid those syscalls for every idle connection of whichever shard a request reached;
-        # filling shards in order leaves the spare idle connections in shards nobody scans
-        # (counted: 8.0 -> 4.5 checks per request at 4 in flight, 4.7 -> 3.3 at 64;
-        # bench/RESULTS.md, issue #20).
-        self._pool = [http] if isinstance(http, httpx.AsyncClient) else list(http)
+        # connection (``shard_size`` per shard), not round the shards, so that the spare idle
+        # connections sit in shards nobody scans (counted with the anyio backend, whose check
+        # of an idle connection is two system calls: 8.0 -> 4.5 checks per request at 4 in
+        # flight, 4.7 -> 3.3 at 64; bench/RESULTS.md, issue #20).
+        self._pool = [http] if isinstance(http, httpx.AsyncBaseTransport) else list(http)
         self._active = [0] * len(self._pool)
         self._shard_size = shard_size
         self._next = 0
         self._metrics = metrics
         self._clock = clock
+        self._extensions = {"timeout": timeout.as_dict()}
+        self._urls: dict[str, httpx.URL] = {}
 
     def _shard(self) -> int:
         if self._shard_size > 0:
@@ -88,14 +102,33 @@ class InkitClient:
         self._next = (index + 1) % len(self._pool)
         return index
 
+    def _url(self, url: str) -> httpx.URL:
+        """The parsed URL, kept: a deployment posts to one or two URLs, and parsing is a
+        measurable part of a request's CPU."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
+
     async def send(self, request: InkitRequest) -> int:
         started = time.perf_counter()
         shard = self._shard()
         self._active[shard] += 1
         try:
-            response = await self._pool[shard].post(
-                request.url, content=encode_body(request.body), headers=request.headers
+            http_request = httpx.Request(
+                "POST",
+                self._url(request.url),
+                content=encode_body(request.body),
+                headers=[*_BASE_HEADERS, *request.headers.items()],
+                extensions=self._extensions,
             )
+            response = await self._pool[shard].handle_async_request(http_request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             self._observe("timeout", started)
             raise InkitUnavailable("timeout", ambiguous=is_ambiguous(exc)) from exc
@@ -104,8 +137,8 @@ class InkitClient:
             raise InkitUnavailable("connection_error", ambiguous=is_ambiguous(exc)) from exc
         except httpx.HTTPError as exc:
             # Anything else httpx raises about this exchange (a 502 whose body claims a
-            # Content-Encoding it does not have raises DecodingError, a redirect loop
-            # TooManyRedirects): transient from our side, so retried within the budget.
+            # Content-Encoding it does not have raises DecodingError): transient from our
+            # side, so retried within the budget.
             self._observe("http_error", started)
             raise InkitUnavailable("http_error", ambiguous=is_ambiguous(exc)) from exc
         finally:

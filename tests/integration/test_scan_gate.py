@@ -79,7 +79,7 @@ def test_an_unreadable_dead_letter_topic_holds_its_partition_not_the_loop(
         return httpx.Response(202)
 
     sender = Sender(
-        lambda: InkitClient(httpx.AsyncClient(transport=httpx.MockTransport(inkit)), metrics),
+        lambda: InkitClient(httpx.MockTransport(inkit), metrics),
         metrics,
         retry_max_s=10.0,
         backoff=Backoff(base_s=0.01, max_s=0.05),

@@ -47,10 +47,10 @@ class Harness:
         self.metrics = Metrics(CollectorRegistry())
         self.consumer = consumer
         self.producer = FakeProducer()
-        self.http: httpx.AsyncClient | None = None
+        self.http: httpx.MockTransport | None = None
 
         def factory() -> InkitClient:
-            self.http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+            self.http = httpx.MockTransport(handler)
             return InkitClient(self.http, self.metrics)
 
         policy = kw.pop("ambiguous_policy", AmbiguousPolicy.RESEND)

@@ -67,7 +67,7 @@ class Redrive:
             return httpx.Response(202)
 
         def client() -> InkitClient:
-            http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+            http = httpx.MockTransport(handler)
             return InkitClient(http, self.metrics)
 
         self.sender = Sender(

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from connector.errors import AmbiguousSend, InkitUnavailable
 from connector.inkit.client import InkitClient
+from connector.inkit.netio import build_transport
 from connector.inkit.retry import Backoff
 from connector.inkit.sender import Job, Result, ResultKind, Sender
 from connector.models import AmbiguousPolicy, InkitRequest, RecordRef
@@ -48,8 +49,10 @@ def request() -> InkitRequest:
 
 def send_once(transport: httpx.AsyncBaseTransport, url: str = URL) -> BaseException | int:
     async def go() -> BaseException | int:
-        async with httpx.AsyncClient(transport=transport, timeout=2.0) as http:
-            client = InkitClient(http, Metrics(CollectorRegistry()))
+        async with transport:
+            client = InkitClient(
+                transport, Metrics(CollectorRegistry()), timeout=httpx.Timeout(2.0)
+            )
             req = InkitRequest(url=url, body={"template_id": "t"}, headers={}, message_id="m")
             try:
                 return await client.send(req)
@@ -71,20 +74,32 @@ def test_each_httpx_failure_is_classified(
     assert outcome.ambiguous is ambiguous
 
 
-def test_a_connection_dropped_after_the_request_was_read_is_ambiguous() -> None:
+# The connector's own transport (httpcore on connector.inkit.netio) and httpx's default one
+# (httpcore on anyio): the same failure must be classified the same way on both.
+TRANSPORTS: dict[str, Callable[[str], httpx.AsyncBaseTransport]] = {
+    "connector": lambda url: build_transport(url, limits=httpx.Limits()),
+    "httpx-default": lambda url: httpx.AsyncHTTPTransport(),
+}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_connection_dropped_after_the_request_was_read_is_ambiguous(transport: str) -> None:
     # The simulator reads the whole request, then closes the connection without an answer.
     with InkitSimulator(api_key="k", faults=Faults(rate_drop=1.0), seed=0) as simulator:
-        outcome = send_once(httpx.AsyncHTTPTransport(), simulator.webhook_url)
+        url = simulator.webhook_url
+        outcome = send_once(TRANSPORTS[transport](url), url)
         assert simulator.stats()["dropped"] == 1
     assert isinstance(outcome, InkitUnavailable)
     assert outcome.ambiguous is True
 
 
-def test_a_refused_connection_is_not_ambiguous() -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_refused_connection_is_not_ambiguous(transport: str) -> None:
     with socket.socket() as s:  # a free port, closed again: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    outcome = send_once(httpx.AsyncHTTPTransport(), f"http://127.0.0.1:{port}/hook")
+    url = f"http://127.0.0.1:{port}/hook"
+    outcome = send_once(TRANSPORTS[transport](url), url)
     assert isinstance(outcome, InkitUnavailable)
     assert outcome.reason == "connection_error"
     assert outcome.ambiguous is False
@@ -95,7 +110,7 @@ def run_job(
 ) -> tuple[Result, Metrics]:
     metrics = Metrics(CollectorRegistry())
     sender = Sender(
-        lambda: InkitClient(httpx.AsyncClient(transport=httpx.MockTransport(handler)), metrics),
+        lambda: InkitClient(httpx.MockTransport(handler), metrics),
         metrics,
         retry_max_s=30.0,
         backoff=Backoff(base_s=0.01, max_s=0.02),

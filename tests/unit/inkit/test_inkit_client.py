@@ -24,8 +24,7 @@ def send(handler: httpx.MockTransport) -> tuple[int | Exception, Metrics]:
     metrics = Metrics(CollectorRegistry())
 
     async def go() -> int:
-        async with httpx.AsyncClient(transport=handler) as http:
-            return await InkitClient(http, metrics, clock=lambda: 1_700_000_000.0).send(REQUEST)
+        return await InkitClient(handler, metrics, clock=lambda: 1_700_000_000.0).send(REQUEST)
 
     try:
         return asyncio.run(go()), metrics
@@ -127,7 +126,7 @@ def test_requests_fill_the_first_shard_with_a_free_connection_before_the_next() 
 
             return Held()
 
-        pools = [httpx.AsyncClient(transport=shard(i)) for i in range(3)]
+        pools = [shard(i) for i in range(3)]
         client = InkitClient(pools, metrics, shard_size=2)
         first = [asyncio.create_task(client.send(REQUEST)) for _ in range(3)]
         while len(seen) < 3:
