@@ -7,7 +7,14 @@ the most the HTTP client can do on this machine: any pipeline's cost above it is
 decoding, mapping and bookkeeping. It keeps no per-user order (nothing
 to order against) and exits when every body was accepted.
 
-    python bench/floor.py --bodies bodies.jsonl --url URL --concurrency 64
+``--stack`` picks the HTTP stack: ``httpx`` (the default, issue #20's floor) posts with
+``httpx.AsyncClient.post`` on httpx's default transport (httpcore on anyio); ``connector`` posts
+as the connector does since issue #20, straight to transports built by
+``connector.inkit.netio.build_transport`` (httpcore on the connector's asyncio backend). The
+second is the floor of the connector's own HTTP stack: the connector's cost above it is all
+Kafka, decoding, mapping and bookkeeping.
+
+    python bench/floor.py --bodies bodies.jsonl --url URL --concurrency 64 [--stack connector]
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ from collections.abc import Iterator
 import httpx
 
 from connector.inkit.client import encode_body
+from connector.inkit.netio import build_transport
 
 
-async def post_all(bodies: list[bytes], url: str, concurrency: int, pool_size: int) -> None:
+async def post_all(
+    bodies: list[bytes], url: str, concurrency: int, pool_size: int, stack: str = "httpx"
+) -> None:
     headers = {"Content-Type": "application/json"}
     # httpcore scans its whole pool for every request it queues or releases, so one pool of 64+
     # connections costs milliseconds of CPU per request; the best httpx can do is several small
@@ -33,8 +43,18 @@ async def post_all(bodies: list[bytes], url: str, concurrency: int, pool_size: i
     pools = -(-concurrency // pool_size)
     size = -(-concurrency // pools)
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    clients = [httpx.AsyncClient(timeout=10.0, limits=limits) for _ in range(pools)]
     queue = iter(bodies)
+    if stack == "connector":
+        transports = [build_transport(url, limits=limits) for _ in range(pools)]
+        try:
+            await asyncio.gather(
+                *(_direct(transports[i % pools], queue, url, headers) for i in range(concurrency))
+            )
+        finally:
+            for transport in transports:
+                await transport.aclose()
+        return
+    clients = [httpx.AsyncClient(timeout=10.0, limits=limits) for _ in range(pools)]
     try:
         await asyncio.gather(
             *(_worker(clients[i % pools], queue, url, headers) for i in range(concurrency))
@@ -51,6 +71,29 @@ async def _worker(
         while True:
             try:
                 response = await client.post(url, content=body, headers=headers)
+            except httpx.HTTPError:
+                continue
+            if response.status_code < 500 and response.status_code != 429:
+                break
+
+
+async def _direct(
+    transport: httpx.AsyncBaseTransport, queue: Iterator[bytes], url: str, headers: dict[str, str]
+) -> None:
+    """As ``_worker``, the way connector.inkit.client.InkitClient sends."""
+    parsed = httpx.URL(url)
+    extensions = {"timeout": httpx.Timeout(10.0).as_dict()}
+    for body in queue:
+        while True:
+            request = httpx.Request(
+                "POST", parsed, content=body, headers=headers, extensions=extensions
+            )
+            try:
+                response = await transport.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
             except httpx.HTTPError:
                 continue
             if response.status_code < 500 and response.status_code != 429:
@@ -75,6 +118,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--pool-size", type=int, default=4, help="connections per httpx pool")
     parser.add_argument(
+        "--stack",
+        choices=("httpx", "connector"),
+        default="httpx",
+        help="httpx.AsyncClient.post on httpx's default transport, or the connector's transport",
+    )
+    parser.add_argument(
         "--busy-ms",
         type=float,
         nargs=2,
@@ -90,7 +139,7 @@ def main() -> None:
         threading.Thread(target=busy, args=(stop, *args.busy_ms), daemon=True).start()
     started = time.thread_time()
     try:
-        asyncio.run(post_all(bodies, args.url, args.concurrency, args.pool_size))
+        asyncio.run(post_all(bodies, args.url, args.concurrency, args.pool_size, args.stack))
     finally:
         stop.set()
         # The HTTP thread's own CPU, apart from the busy thread's (stderr: the bench ignores it).

@@ -239,11 +239,13 @@ def command_for(v: Variant, ctx: dict[str, Any], group: str) -> tuple[list[str],
     if v.kind == "naive":
         cmd = [PYTHON, str(BENCH_DIR / "naive_loop.py"), *common, "--url", url, "--api-key", key]
     elif v.kind == "quix":
-        cmd = [PYTHON, str(BENCH_DIR / "quix_pipeline.py"), *common, "--url", url]
+        python = ctx.get("quix_python") or PYTHON
+        cmd = [python, str(BENCH_DIR / "quix_pipeline.py"), *common, "--url", url]
         cmd += ["--api-key", key, "--concurrency", str(v.concurrency or 16)]
     elif v.kind == "floor":
         cmd = [PYTHON, str(BENCH_DIR / "floor.py"), "--bodies", str(ctx["bodies"])]
         cmd += ["--url", url, "--concurrency", str(v.concurrency or 64)]
+        cmd += ["--stack", v.env.get("stack", "httpx")]
     else:
         cmd = [PYTHON, "-m", "connector", "run"]
         env.update(
@@ -601,6 +603,8 @@ def variants(only: set[str], before: str = "") -> list[Variant]:
         Variant("connector-tuned", "connector", env=dict(TUNED_ENV)),
         Variant("floor-64", "floor", concurrency=64),
         Variant("floor-256", "floor", concurrency=256),
+        # The floor on the connector's own HTTP stack (connector/inkit/netio.py, issue #20).
+        Variant("floor-64-netio", "floor", concurrency=64, env={"stack": "connector"}),
         # The in-flight sweep (`--only sweep`): the connector's defaults but INKIT_MAX_IN_FLIGHT.
         *(
             Variant(f"connector-if{n}", "sweep", env={"INKIT_MAX_IN_FLIGHT": str(n)})
@@ -633,6 +637,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default=None, help="use this broker instead of starting one")
     parser.add_argument("--out", default=str(BENCH_DIR / "results.json"))
     parser.add_argument("--pythonpath", default="", help="prepended to PYTHONPATH (experiments)")
+    parser.add_argument(
+        "--quix-python",
+        default=None,
+        help="the Python that runs the quixstreams pipeline (a venv of its own: quixstreams pins "
+        "a confluent-kafka older than the connector's)",
+    )
     parser.add_argument("--profile", default=None, help="py-spy raw output for the connector")
     parser.add_argument(
         "--before",
@@ -700,6 +710,7 @@ def main(argv: list[str] | None = None) -> int:
             "bodies": bodies,
             "timestamps": timestamps,
             "pythonpath": args.pythonpath,
+            "quix_python": args.quix_python,
             "profile": args.profile,
             "profile_gil": args.stages_gil,
         }

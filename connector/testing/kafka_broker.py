@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 # avoids G1's per-core threads and regions, which matter more than pause times here.
 JVM_OPTS = ("-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError")
 LOG_TAIL_LINES = 40
+# Starts of a fresh broker whose JVM found one of its ports taken (see KafkaBroker.start).
+BIND_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -165,6 +167,32 @@ class KafkaBroker:
     def start(self, timeout_s: float = 90) -> None:
         if self.running:
             raise KafkaBrokerError(f"broker on {self.bootstrap_servers} is already running")
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            fresh = self._data_dir is None
+            try:
+                self._start_once(timeout_s)
+                return
+            except KafkaBrokerError as exc:
+                # Our ports are picked by binding to port 0 and closing again, so another
+                # process on the machine (a second test worker doing the same) can be handed
+                # one of them before the JVM binds it. A fresh broker then picks again; a
+                # restarted one keeps its address, which its clients hold.
+                if (
+                    not fresh
+                    or attempt == BIND_ATTEMPTS
+                    or "Address already in use" not in str(exc)
+                ):
+                    raise
+                logger.warning("a port of the new broker was taken before it bound; new ports")
+                self._pick_ports()
+
+    def _pick_ports(self) -> None:
+        if not self._fixed_port:
+            self._port = free_port()
+        self._controller_port = free_port()
+        self._secure_ports = {mode: free_port() for mode in self._secure_ports}
+
+    def _start_once(self, timeout_s: float) -> None:
         java = require_tool("java", "Java")
         libs = ensure_kafka_jars(self._version)
         if port_in_use(self._port):

@@ -214,6 +214,27 @@ def test_failed_start_raises_with_the_broker_log(tmp_path: Path) -> None:
     assert broker.pid is None
 
 
+def test_a_port_taken_before_the_jvm_binds_it_is_picked_again() -> None:
+    """Ports are picked by binding to 0 and closing, so another process can take one before the
+    JVM binds it (a CI run lost its demo to this: "Socket server failed to bind to
+    127.0.0.1:35537: Address already in use"). Here a listener takes the controller port
+    between the pick and the start; the broker must come up on new ports."""
+    broker = KafkaBroker()
+    squatter = socket.socket()
+    try:
+        squatter.bind(("127.0.0.1", broker._controller_port))
+        squatter.listen()
+        taken = broker._controller_port
+        broker.start(timeout_s=90)
+        assert broker._controller_port != taken
+        config = {"bootstrap.servers": broker.bootstrap_servers}
+        create_topic(AdminClient(config), "after-rebind")
+        produce(config, "after-rebind", [b"v"])
+    finally:
+        squatter.close()
+        broker.stop()
+
+
 def test_jvm_dies_with_the_process_that_started_it() -> None:
     # A child Python starts a broker and is then SIGKILLed: no atexit or finally runs there,
     # so only PR_SET_PDEATHSIG can take the JVM down.
