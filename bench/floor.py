@@ -44,8 +44,13 @@ async def post_all(
     size = -(-concurrency // pools)
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
     queue = iter(bodies)
-    if stack == "connector":
-        transports = [build_transport(url, limits=limits) for _ in range(pools)]
+    if stack in ("connector", "httpx-transport"):
+        transports = [
+            build_transport(url, limits=limits)
+            if stack == "connector"
+            else httpx.AsyncHTTPTransport(limits=limits)
+            for _ in range(pools)
+        ]
         try:
             await asyncio.gather(
                 *(_direct(transports[i % pools], queue, url, headers) for i in range(concurrency))
@@ -119,9 +124,11 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=4, help="connections per httpx pool")
     parser.add_argument(
         "--stack",
-        choices=("httpx", "connector"),
+        choices=("httpx", "connector", "httpx-transport"),
         default="httpx",
-        help="httpx.AsyncClient.post on httpx's default transport, or the connector's transport",
+        help="httpx.AsyncClient.post on httpx's default transport, or straight to the "
+        "connector's transports; httpx-transport (an experiment): straight to httpx's default "
+        "transport, to tell the client layers' cost from the network backend's",
     )
     parser.add_argument(
         "--busy-ms",
