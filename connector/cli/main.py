@@ -4,6 +4,8 @@ clear line (no traceback) and exits non-zero: 2 for configuration, 1 for everyth
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -155,6 +157,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A crash in C (librdkafka, a Python extension) then leaves every thread's Python stack on
+    # stderr, in the pod's log, instead of a bare exit code 139.
+    if not faulthandler.is_enabled():
+        with contextlib.suppress(AttributeError, ValueError, OSError):  # stderr without a fd
+            faulthandler.enable()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

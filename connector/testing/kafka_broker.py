@@ -172,16 +172,12 @@ class KafkaBroker:
             try:
                 self._start_once(timeout_s)
                 return
-            except KafkaBrokerError as exc:
+            except _PortTaken:
                 # Our ports are picked by binding to port 0 and closing again, so another
                 # process on the machine (a second test worker doing the same) can be handed
                 # one of them before the JVM binds it. A fresh broker then picks again; a
                 # restarted one keeps its address, which its clients hold.
-                if (
-                    not fresh
-                    or attempt == BIND_ATTEMPTS
-                    or "Address already in use" not in str(exc)
-                ):
+                if not fresh or attempt == BIND_ATTEMPTS:
                     raise
                 logger.warning("a port of the new broker was taken before it bound; new ports")
                 self._pick_ports()
@@ -224,9 +220,24 @@ class KafkaBroker:
             register_for_cleanup(self)
         try:
             self._wait_ready(self._proc, time.monotonic() + timeout_s)
-        except BaseException:
+        except KafkaBrokerError as exc:
+            # Read before stop() deletes the data dir. The whole log: the bind error is followed
+            # by the broker's shutdown lines, more than the message's tail shows.
+            port_taken = self._log_contains("Address already in use")
             self.stop(5)  # the error already carries the log tail; leave no JVM or temp dir
+            if port_taken:
+                raise _PortTaken(str(exc)) from exc
             raise
+        except BaseException:
+            self.stop(5)
+            raise
+
+    def _log_contains(self, text: str) -> bool:
+        for name in ("server.log", "console.log"):
+            path = self._data_dir / name if self._data_dir is not None else None
+            if path is not None and path.exists() and text in path.read_text(errors="replace"):
+                return True
+        return False
 
     @property
     def running(self) -> bool:
@@ -338,6 +349,10 @@ class KafkaBroker:
                 f"broker on {self.bootstrap_servers} not ready in time (last error: {last_error})"
                 f"\n{self.log_tail()}"
             )
+
+
+class _PortTaken(KafkaBrokerError):
+    """The JVM could not bind one of the broker's ports: another process has it."""
 
 
 def _format_storage(
