@@ -91,7 +91,7 @@ class InkitClient:
         self._next = 0
         self._metrics = metrics
         self._clock = clock
-        self._extensions = {"timeout": timeout.as_dict()}
+        self._timeout = timeout.as_dict()
         self._urls: dict[str, httpx.URL] = {}
 
     def _shard(self) -> int:
@@ -123,7 +123,7 @@ class InkitClient:
                 self._url(request.url),
                 content=encode_body(request.body),
                 headers=[*_BASE_HEADERS, *request.headers.items()],
-                extensions=self._extensions,
+                extensions={"timeout": self._timeout},  # a dict per request: never shared
             )
             response = await self._pool[shard].handle_async_request(http_request)
             try:
