@@ -225,11 +225,16 @@ def connector_env(
     }
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, message: str = "") -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, message: str | Callable[[], str] = ""
+) -> None:
+    """Poll ``condition`` until it holds; after ``timeout_s`` fail with ``message`` (a callable,
+    such as ``connector.log_tail``, is read at the failure, not when the wait starts)."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s. {message}")
+            detail = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout_s}s. {detail}")
         time.sleep(0.1)
 
 
