@@ -10,6 +10,7 @@ import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpcore
 import httpx
@@ -60,13 +61,23 @@ def client_for(url: str, *, timeout: float = 5.0, ca_bundle: str | None = None) 
     return InkitClient(transport, Metrics(CollectorRegistry()), timeout=httpx.Timeout(timeout))
 
 
-def test_the_transport_runs_on_the_connectors_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_requests_go_out_over_the_connectors_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted where the connection is opened, not read back from the attribute build_transport
+    sets: an httpx that stopped using that attribute would fail here."""
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    transport = build_transport("https://inkit.test/x", limits=httpx.Limits())
-    pool = transport._pool  # type: ignore[attr-defined]  # what build_transport replaced
-    assert isinstance(pool, httpcore.AsyncConnectionPool)
-    assert isinstance(pool._network_backend, AsyncioBackend)
+    opened: list[str] = []
+    connect_tcp = AsyncioBackend.connect_tcp
+
+    async def counting(self: AsyncioBackend, host: str, port: int, **kw: Any) -> Any:
+        opened.append(host)
+        return await connect_tcp(self, host, port, **kw)
+
+    monkeypatch.setattr(AsyncioBackend, "connect_tcp", counting)
+    with InkitSimulator(api_key="k", seed=0) as simulator:
+        url = simulator.webhook_url
+        assert asyncio.run(client_for(url).send(request(url))) in (200, 202)
+    assert opened == ["127.0.0.1"]
 
 
 def test_a_proxy_named_by_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
